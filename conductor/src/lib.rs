@@ -1,0 +1,1 @@
+//! conductor: library half; `main.rs` only routes to it.

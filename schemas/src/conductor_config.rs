@@ -1,0 +1,1 @@
+//! The conductor's configuration file (`conductor.yaml`).

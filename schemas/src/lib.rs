@@ -1,0 +1,16 @@
+//! Every type that crosses a process, file or S3 boundary between bootcfg, conductor and signer.
+//!
+//! - [`userdata`]: cloud-config user-data (both cloud-init's `apt:` form and the older top-level keys),
+//!   its decoding (base64, gzip, MIME multipart) and validation, normalised into one model.
+//! - [`registration`]: the versioned registration record the conductor writes and the signer consumes.
+//! - [`conductor_config`], [`signer_config`]: the two YAML configuration files.
+//! - [`diag`]: located diagnostics (file, line, column, key path, fix) shared by every validator.
+//! - [`registry`] (feature `registry`): where registrations live (`file://` or `s3://`), behind one trait.
+
+pub mod conductor_config;
+pub mod diag;
+pub mod registration;
+#[cfg(feature = "registry")]
+pub mod registry;
+pub mod signer_config;
+pub mod userdata;

@@ -1,0 +1,74 @@
+//! Where registrations live. One trait, two backends with the same semantics:
+//! `s3://bucket/prefix` (the official `aws-sdk-s3`, conditional writes) and `file:///dir`
+//! (single-host setups and the local demo).
+//!
+//! Semantics every backend keeps (the conductor and signer rely on them):
+//! - [`Registry::create`] is create-only: it never overwrites (S3 `If-None-Match: *`, `O_EXCL` on files).
+//! - [`Registry::update`] is a compare-and-swap on the [`Version`] returned by `get`/`create`
+//!   (S3 `If-Match: <etag>`); the signer consumes a registration with it, so two signers never both win.
+//! - [`Registry::get`] of a missing certname is `Ok(None)`, not an error.
+//! - [`Registry::delete`] of a missing certname succeeds.
+//! - Certnames are checked with [`crate::registration::check_certname`] before they become keys.
+//!
+//! Key layout: `<prefix>/registrations/<certname>.json` (S3) or `<dir>/registrations/<certname>.json`.
+
+use crate::registration::Registration;
+use async_trait::async_trait;
+
+/// An opaque version token for compare-and-swap: the S3 ETag, or a digest of the file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(pub String);
+
+/// What can go wrong talking to a registry. Each variant's message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registration `{0}` already exists; a certname is never registered twice")]
+    AlreadyExists(String),
+    #[error("registration `{0}` changed since it was read (another signer or conductor wrote it); nothing was changed")]
+    Conflict(String),
+    #[error("registration `{0}` does not exist")]
+    NotFound(String),
+    #[error("registry {location}: bucket `{bucket}` does not exist; create it (aws s3 mb s3://{bucket}) or fix `registry:` in the config")]
+    NoSuchBucket { location: String, bucket: String },
+    #[error("registry {location}: access denied; the credentials in use need s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on it")]
+    AccessDenied { location: String },
+    #[error("registry {location}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a host with an instance profile")]
+    Credentials { location: String },
+    #[error("registry {location} is unreachable: {reason}")]
+    Unreachable { location: String, reason: String },
+    #[error("registry {location}: stored record `{key}` is unreadable: {reason}")]
+    Corrupt { location: String, key: String, reason: String },
+    #[error("invalid registry location `{0}`: use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR")]
+    BadLocation(String),
+    #[error("registry {location}: {reason}")]
+    Other { location: String, reason: String },
+}
+
+/// Options that apply to the S3 backend; the file backend ignores them.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// AWS region; default: the standard chain (AWS_REGION, profile).
+    pub region: Option<String>,
+    /// Named profile; default: the standard chain (AWS_PROFILE).
+    pub profile: Option<String>,
+    /// Endpoint override for S3-compatible servers; `AWS_ENDPOINT_URL` is honoured without it.
+    pub endpoint_url: Option<String>,
+}
+
+/// A store of registrations.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// Where this registry is, for messages: `s3://bucket/prefix` or `file:///dir`.
+    fn location(&self) -> String;
+    /// Create-only write. `Err(AlreadyExists)` if the certname is registered already.
+    async fn create(&self, record: &Registration) -> Result<Version, RegistryError>;
+    /// Read one registration and its version; `Ok(None)` if there is none.
+    async fn get(&self, certname: &str) -> Result<Option<(Registration, Version)>, RegistryError>;
+    /// Replace a registration only if it is still at `expected`; `Err(Conflict)` otherwise,
+    /// `Err(NotFound)` if it was deleted meanwhile.
+    async fn update(&self, record: &Registration, expected: &Version) -> Result<Version, RegistryError>;
+    /// Remove a registration; succeeds if it is already gone.
+    async fn delete(&self, certname: &str) -> Result<(), RegistryError>;
+    /// Every registered certname, sorted.
+    async fn list(&self) -> Result<Vec<String>, RegistryError>;
+}

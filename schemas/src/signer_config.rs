@@ -1,0 +1,1 @@
+//! The signer's configuration file (`signer.yaml`).

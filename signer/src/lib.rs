@@ -1,0 +1,1 @@
+//! signer: library half; `main.rs` only routes to it.
