@@ -9,6 +9,7 @@
 
 pub mod conductor_config;
 pub mod diag;
+pub mod pgp;
 pub mod registration;
 #[cfg(feature = "registry")]
 pub mod registry;
