@@ -11,6 +11,26 @@
 //! - Certnames are checked with [`crate::registration::check_certname`] before they become keys.
 //!
 //! Key layout: `<prefix>/registrations/<certname>.json` (S3) or `<dir>/registrations/<certname>.json`.
+//!
+//! Open one with [`open`]: `s3://bucket[/prefix]` or `file:///absolute/dir`. The bucket or the
+//! directory must exist already (a missing one is [`RegistryError::NoSuchBucket`] on first use, so
+//! a typo never silently starts a second, empty registry).
+//!
+//! How each backend keeps the semantics:
+//! - S3: create = `PutObject` with `If-None-Match: *` (HTTP 412 `PreconditionFailed` means the
+//!   certname exists); update = `PutObject` with `If-Match: <etag>`; list = `ListObjectsV2`,
+//!   paginated. The ETag is the [`Version`].
+//! - file: create = write a temp file (`O_EXCL`, mode 0600, fsync) then `link(2)` it to its name,
+//!   which fails if the name exists, so a reader never sees a partial record and nothing is
+//!   overwritten; update and delete take an exclusive lock on `registrations/.lock`, compare the
+//!   SHA-256 of the current bytes (the [`Version`]) and then rename a fsynced temp file over it.
+
+pub mod aws;
+mod file;
+mod s3;
+
+pub use file::FileRegistry;
+pub use s3::S3Registry;
 
 use crate::registration::Registration;
 use async_trait::async_trait;
@@ -24,20 +44,32 @@ pub struct Version(pub String);
 pub enum RegistryError {
     #[error("registration `{0}` already exists; a certname is never registered twice")]
     AlreadyExists(String),
-    #[error("registration `{0}` changed since it was read (another signer or conductor wrote it); nothing was changed")]
+    #[error(
+        "registration `{0}` changed since it was read (another signer or conductor wrote it); nothing was changed"
+    )]
     Conflict(String),
     #[error("registration `{0}` does not exist")]
     NotFound(String),
-    #[error("registry {location}: bucket `{bucket}` does not exist; create it (aws s3 mb s3://{bucket}) or fix `registry:` in the config")]
+    #[error(
+        "registry {location}: bucket `{bucket}` does not exist; create it (aws s3 mb s3://{bucket}) or fix `registry:` in the config"
+    )]
     NoSuchBucket { location: String, bucket: String },
-    #[error("registry {location}: access denied; the credentials in use need s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on it")]
+    #[error(
+        "registry {location}: access denied; the credentials in use need s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on it"
+    )]
     AccessDenied { location: String },
-    #[error("registry {location}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a host with an instance profile")]
+    #[error(
+        "registry {location}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on a host with an instance profile"
+    )]
     Credentials { location: String },
     #[error("registry {location} is unreachable: {reason}")]
     Unreachable { location: String, reason: String },
     #[error("registry {location}: stored record `{key}` is unreadable: {reason}")]
-    Corrupt { location: String, key: String, reason: String },
+    Corrupt {
+        location: String,
+        key: String,
+        reason: String,
+    },
     #[error("invalid registry location `{0}`: use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR")]
     BadLocation(String),
     #[error("registry {location}: {reason}")]
@@ -66,9 +98,137 @@ pub trait Registry: Send + Sync {
     async fn get(&self, certname: &str) -> Result<Option<(Registration, Version)>, RegistryError>;
     /// Replace a registration only if it is still at `expected`; `Err(Conflict)` otherwise,
     /// `Err(NotFound)` if it was deleted meanwhile.
-    async fn update(&self, record: &Registration, expected: &Version) -> Result<Version, RegistryError>;
+    async fn update(
+        &self,
+        record: &Registration,
+        expected: &Version,
+    ) -> Result<Version, RegistryError>;
     /// Remove a registration; succeeds if it is already gone.
     async fn delete(&self, certname: &str) -> Result<(), RegistryError>;
     /// Every registered certname, sorted.
     async fn list(&self) -> Result<Vec<String>, RegistryError>;
+    /// Ways in which this registry is exposed to people who should not read it (a bucket that
+    /// can be read publicly, a world-readable directory), each a sentence with the fix. Checking
+    /// is best-effort: a check the backend or the credentials cannot do is skipped (and logged
+    /// at debug level), never an error.
+    async fn exposure_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Open the registry at `location`: `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/DIR`.
+///
+/// Nothing is contacted yet (S3 credentials are resolved on the first call), so this only fails
+/// on a malformed location.
+pub async fn open(
+    location: &str,
+    opts: &RegistryOptions,
+) -> Result<Box<dyn Registry>, RegistryError> {
+    match Location::parse(location)? {
+        Location::S3 { bucket, prefix } => {
+            Ok(Box::new(S3Registry::open(bucket, prefix, opts).await))
+        }
+        Location::File(dir) => Ok(Box::new(FileRegistry::new(dir)?)),
+    }
+}
+
+/// A parsed registry location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `s3://bucket/prefix`; `prefix` has no leading or trailing `/` and may be empty.
+    S3 { bucket: String, prefix: String },
+    /// `file:///dir`; always absolute.
+    File(std::path::PathBuf),
+}
+
+impl Location {
+    pub fn parse(location: &str) -> Result<Location, RegistryError> {
+        let bad = || RegistryError::BadLocation(location.to_owned());
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            // S3 bucket naming rules: 3-63 of [a-z0-9.-], starting and ending with a letter or digit.
+            let ok = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                })
+                && bucket
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+                && bucket
+                    .bytes()
+                    .last()
+                    .is_some_and(|b| b.is_ascii_alphanumeric());
+            let prefix = prefix.trim_matches('/');
+            if !ok || prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+                return Err(bad());
+            }
+            Ok(Location::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+            })
+        } else if let Some(path) = location.strip_prefix("file://") {
+            let path = std::path::Path::new(path);
+            if !path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(bad());
+            }
+            Ok(Location::File(path.to_path_buf()))
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+/// Refuse certnames that are not lowercase UUIDs before they become keys or file names.
+fn checked(registry: &dyn Registry, certname: &str) -> Result<(), RegistryError> {
+    crate::registration::check_certname(certname).map_err(|reason| RegistryError::Other {
+        location: registry.location(),
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(
+            Location::parse("s3://my-bucket/fleet/prod/").unwrap(),
+            Location::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "fleet/prod".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://my-bucket").unwrap(),
+            Location::S3 {
+                bucket: "my-bucket".into(),
+                prefix: String::new()
+            }
+        );
+        assert_eq!(
+            Location::parse("file:///var/lib/reg").unwrap(),
+            Location::File("/var/lib/reg".into())
+        );
+        for bad in [
+            "s3://",
+            "s3://Upper",
+            "s3://ab",
+            "s3://b/../x",
+            "file://relative",
+            "file:///a/../b",
+            "/var/lib/reg",
+            "http://x",
+        ] {
+            assert!(
+                matches!(Location::parse(bad), Err(RegistryError::BadLocation(_))),
+                "{bad}"
+            );
+        }
+    }
 }

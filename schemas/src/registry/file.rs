@@ -1,0 +1,399 @@
+//! `file:///dir`: registrations as files under `<dir>/registrations/`, for single-host setups and
+//! the local demo. The directory `<dir>` must exist; `registrations/` is created (mode 0700) on
+//! the first write. Records are mode 0600.
+//!
+//! - create: temp file (`O_EXCL`, 0600, fsync), then `link(2)` to `<certname>.json`. `link` fails
+//!   when the name exists, so two creators never both win and nothing is ever overwritten; readers
+//!   see either no file or the whole record.
+//! - update/delete: under an exclusive lock on `registrations/.lock` (`flock`), compare the SHA-256
+//!   of the current bytes with the expected [`Version`], then rename a fsynced temp file over the
+//!   record (or unlink it) and fsync the directory.
+
+use super::{Registry, RegistryError, Version, checked};
+use crate::registration::{Registration, check_certname, sha256_hex};
+use async_trait::async_trait;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The file backend. Cheap to clone; all I/O runs on tokio's blocking pool.
+#[derive(Debug, Clone)]
+pub struct FileRegistry {
+    dir: PathBuf,
+}
+
+impl FileRegistry {
+    /// A registry rooted at the absolute directory `dir` (not touched until first use).
+    pub fn new(dir: PathBuf) -> Result<Self, RegistryError> {
+        if !dir.is_absolute() {
+            return Err(RegistryError::BadLocation(format!(
+                "file://{}",
+                dir.display()
+            )));
+        }
+        Ok(FileRegistry { dir })
+    }
+
+    fn loc(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    fn regdir(&self) -> PathBuf {
+        self.dir.join("registrations")
+    }
+
+    fn path(&self, certname: &str) -> PathBuf {
+        self.regdir().join(format!("{certname}.json"))
+    }
+
+    fn io_err(&self, what: &str, path: &Path, e: std::io::Error) -> RegistryError {
+        if e.kind() == ErrorKind::PermissionDenied {
+            RegistryError::AccessDenied {
+                location: self.loc(),
+            }
+        } else {
+            RegistryError::Other {
+                location: self.loc(),
+                reason: format!("{what} {}: {e}", path.display()),
+            }
+        }
+    }
+
+    /// The base directory must exist: a typo in `registry:` must not start a second, empty registry.
+    fn ensure_base(&self) -> Result<(), RegistryError> {
+        match fs::metadata(&self.dir) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(RegistryError::Other {
+                location: self.loc(),
+                reason: format!("{} is not a directory", self.dir.display()),
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(RegistryError::Other {
+                location: self.loc(),
+                reason: format!(
+                    "directory {} does not exist; create it (install -d -m 0700 {}) or fix `registry:` in the config",
+                    self.dir.display(),
+                    self.dir.display()
+                ),
+            }),
+            Err(e) => Err(self.io_err("reading", &self.dir, e)),
+        }
+    }
+
+    fn ensure_regdir(&self) -> Result<PathBuf, RegistryError> {
+        self.ensure_base()?;
+        let regdir = self.regdir();
+        match DirBuilder::new().mode(0o700).create(&regdir) {
+            Ok(()) => {
+                fsync_dir(&self.dir).map_err(|e| self.io_err("syncing", &self.dir, e))?;
+                Ok(regdir)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(regdir),
+            Err(e) => Err(self.io_err("creating", &regdir, e)),
+        }
+    }
+
+    /// Write `bytes` to a fresh temp file in `regdir` (0600, fsynced) and return its path.
+    fn write_temp(
+        &self,
+        regdir: &Path,
+        certname: &str,
+        bytes: &[u8],
+    ) -> Result<PathBuf, RegistryError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = regdir.join(format!(
+            ".tmp-{certname}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io_err("writing", &tmp, e));
+        }
+        Ok(tmp)
+    }
+
+    /// An exclusive lock over updates and deletes, released when the returned file is dropped.
+    fn lock(&self, regdir: &Path) -> Result<File, RegistryError> {
+        let path = regdir.join(".lock");
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| self.io_err("opening", &path, e))?;
+        f.lock().map_err(|e| self.io_err("locking", &path, e))?;
+        Ok(f)
+    }
+
+    fn read(&self, certname: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        let path = self.path(certname);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.ensure_base()?;
+                Ok(None)
+            }
+            Err(e) => Err(self.io_err("reading", &path, e)),
+        }
+    }
+
+    fn create_blocking(&self, record: &Registration) -> Result<Version, RegistryError> {
+        checked(self, &record.certname)?;
+        let regdir = self.ensure_regdir()?;
+        let bytes = record.to_json();
+        let tmp = self.write_temp(&regdir, &record.certname, &bytes)?;
+        let dest = self.path(&record.certname);
+        let linked = fs::hard_link(&tmp, &dest);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(RegistryError::AlreadyExists(record.certname.clone()));
+            }
+            Err(e) => return Err(self.io_err("creating", &dest, e)),
+        }
+        fsync_dir(&regdir).map_err(|e| self.io_err("syncing", &regdir, e))?;
+        Ok(Version(sha256_hex(&bytes)))
+    }
+
+    fn get_blocking(
+        &self,
+        certname: &str,
+    ) -> Result<Option<(Registration, Version)>, RegistryError> {
+        checked(self, certname)?;
+        let Some(bytes) = self.read(certname)? else {
+            return Ok(None);
+        };
+        let record =
+            Registration::from_json(certname, &bytes).map_err(|e| RegistryError::Corrupt {
+                location: self.loc(),
+                key: self.path(certname).display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Some((record, Version(sha256_hex(&bytes)))))
+    }
+
+    fn update_blocking(
+        &self,
+        record: &Registration,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        checked(self, &record.certname)?;
+        let regdir = self.ensure_regdir()?;
+        let _lock = self.lock(&regdir)?;
+        let Some(current) = self.read(&record.certname)? else {
+            return Err(RegistryError::NotFound(record.certname.clone()));
+        };
+        if sha256_hex(&current) != expected.0 {
+            return Err(RegistryError::Conflict(record.certname.clone()));
+        }
+        let bytes = record.to_json();
+        let tmp = self.write_temp(&regdir, &record.certname, &bytes)?;
+        let dest = self.path(&record.certname);
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io_err("replacing", &dest, e));
+        }
+        fsync_dir(&regdir).map_err(|e| self.io_err("syncing", &regdir, e))?;
+        Ok(Version(sha256_hex(&bytes)))
+    }
+
+    fn delete_blocking(&self, certname: &str) -> Result<(), RegistryError> {
+        checked(self, certname)?;
+        let regdir = self.ensure_regdir()?;
+        let _lock = self.lock(&regdir)?;
+        let path = self.path(certname);
+        match fs::remove_file(&path) {
+            Ok(()) => fsync_dir(&regdir).map_err(|e| self.io_err("syncing", &regdir, e)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io_err("removing", &path, e)),
+        }
+    }
+
+    fn list_blocking(&self) -> Result<Vec<String>, RegistryError> {
+        self.ensure_base()?;
+        let regdir = self.regdir();
+        let entries = match fs::read_dir(&regdir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io_err("listing", &regdir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_err("listing", &regdir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') {
+                continue; // .lock and in-flight temp files
+            }
+            match name.strip_suffix(".json") {
+                Some(stem) if check_certname(stem).is_ok() => names.push(stem.to_owned()),
+                _ => {
+                    tracing::warn!(registry = %self.loc(), file = name, "ignoring a file that is not a registration")
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn exposure_blocking(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for dir in [self.dir.clone(), self.regdir()] {
+            match fs::metadata(&dir) {
+                Ok(m) if m.mode() & 0o007 != 0 => warnings.push(format!(
+                    "registry directory {} is accessible to every local user (mode {:04o}); anyone who can list it can race a \
+                     new instance for its certificate: chmod o-rwx {}",
+                    dir.display(),
+                    m.mode() & 0o7777,
+                    dir.display()
+                )),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "exposure check skipped"),
+            }
+        }
+        warnings
+    }
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+async fn blocking<T: Send + 'static>(
+    reg: &FileRegistry,
+    f: impl FnOnce(FileRegistry) -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    let r = reg.clone();
+    tokio::task::spawn_blocking(move || f(r))
+        .await
+        .unwrap_or_else(|e| {
+            Err(RegistryError::Other {
+                location: reg.loc(),
+                reason: format!("registry task failed: {e}"),
+            })
+        })
+}
+
+#[async_trait]
+impl Registry for FileRegistry {
+    fn location(&self) -> String {
+        self.loc()
+    }
+
+    async fn create(&self, record: &Registration) -> Result<Version, RegistryError> {
+        let record = record.clone();
+        blocking(self, move |r| r.create_blocking(&record)).await
+    }
+
+    async fn get(&self, certname: &str) -> Result<Option<(Registration, Version)>, RegistryError> {
+        let certname = certname.to_owned();
+        blocking(self, move |r| r.get_blocking(&certname)).await
+    }
+
+    async fn update(
+        &self,
+        record: &Registration,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        let (record, expected) = (record.clone(), expected.clone());
+        blocking(self, move |r| r.update_blocking(&record, &expected)).await
+    }
+
+    async fn delete(&self, certname: &str) -> Result<(), RegistryError> {
+        let certname = certname.to_owned();
+        blocking(self, move |r| r.delete_blocking(&certname)).await
+    }
+
+    async fn list(&self) -> Result<Vec<String>, RegistryError> {
+        blocking(self, |r| r.list_blocking()).await
+    }
+
+    async fn exposure_warnings(&self) -> Vec<String> {
+        blocking(self, |r| Ok(r.exposure_blocking()))
+            .await
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registration::sha256_hex;
+
+    fn record(certname: &str) -> Registration {
+        Registration::new(
+            certname,
+            &sha256_hex(b"secret"),
+            "test@host",
+            chrono::Utc::now(),
+            chrono::Duration::minutes(30),
+        )
+    }
+
+    const NAME: &str = "0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11";
+
+    #[tokio::test]
+    async fn records_are_private_and_temp_files_do_not_linger() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = FileRegistry::new(dir.path().to_path_buf()).unwrap();
+        reg.create(&record(NAME)).await.unwrap();
+        let regdir = dir.path().join("registrations");
+        assert_eq!(fs::metadata(&regdir).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(regdir.join(format!("{NAME}.json")))
+                .unwrap()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        let (mut r, v) = reg.get(NAME).await.unwrap().unwrap();
+        r.instance_id = Some("i-0123".into());
+        reg.update(&r, &v).await.unwrap();
+        let mut left: Vec<String> = fs::read_dir(&regdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec![".lock".to_string(), format!("{NAME}.json")]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_base_directory_is_an_error_not_a_new_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = FileRegistry::new(dir.path().join("typo")).unwrap();
+        let err = reg.create(&record(NAME)).await.unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        assert!(reg.list().await.is_err());
+        assert!(!dir.path().join("typo").exists());
+    }
+
+    #[tokio::test]
+    async fn world_readable_directory_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let reg = FileRegistry::new(dir.path().to_path_buf()).unwrap();
+        let w = reg.exposure_warnings().await;
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("chmod o-rwx"), "{w:?}");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(reg.exposure_warnings().await.is_empty());
+    }
+}

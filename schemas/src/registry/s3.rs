@@ -1,0 +1,363 @@
+//! `s3://bucket/prefix`: one JSON object per registration at `<prefix>/registrations/<certname>.json`,
+//! written with S3 conditional writes (`If-None-Match: *` to create, `If-Match: <etag>` to update).
+//! The client comes from [`super::aws::sdk_config`] (standard credential chain, `--profile`,
+//! `--region`, `AWS_ENDPOINT_URL`); path-style addressing is used whenever an endpoint override is
+//! in effect, because S3-compatible servers rarely have wildcard DNS.
+
+use super::{Registry, RegistryError, RegistryOptions, Version, aws, checked};
+use crate::registration::{Registration, check_certname};
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+
+/// The S3 backend.
+#[derive(Debug, Clone)]
+pub struct S3Registry {
+    client: Client,
+    bucket: String,
+    /// No leading or trailing `/`; may be empty.
+    prefix: String,
+}
+
+/// An S3 error reduced to what the backend decides on.
+struct Failure {
+    status: Option<u16>,
+    code: Option<String>,
+    /// The error as the caller sees it when no operation-specific meaning applies.
+    error: RegistryError,
+}
+
+impl S3Registry {
+    /// Build the client (no request is made yet).
+    pub async fn open(bucket: String, prefix: String, opts: &RegistryOptions) -> Self {
+        let sdk = aws::sdk_config(opts).await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk);
+        if sdk.endpoint_url().is_some() {
+            conf = conf.force_path_style(true);
+        }
+        S3Registry {
+            client: Client::from_conf(conf.build()),
+            bucket,
+            prefix,
+        }
+    }
+
+    /// A registry on an already-built client (for callers that share one client).
+    pub fn with_client(client: Client, bucket: String, prefix: String) -> Self {
+        S3Registry {
+            client,
+            bucket,
+            prefix: prefix.trim_matches('/').to_owned(),
+        }
+    }
+
+    fn loc(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    fn key_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            "registrations/".to_owned()
+        } else {
+            format!("{}/registrations/", self.prefix)
+        }
+    }
+
+    fn key(&self, certname: &str) -> String {
+        format!("{}{certname}.json", self.key_prefix())
+    }
+
+    fn failure<E>(
+        &self,
+        op: &str,
+        err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Failure
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.code().map(str::to_owned);
+        let location = self.loc();
+        let text = aws::error_text(&err);
+        let error = match (&err, code.as_deref()) {
+            (_, Some("NoSuchBucket")) => RegistryError::NoSuchBucket { location, bucket: self.bucket.clone() },
+            (_, Some("AccessDenied" | "AllAccessDisabled")) => RegistryError::AccessDenied { location },
+            (_, Some(c @ ("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken"))) => {
+                RegistryError::Other {
+                    location,
+                    reason: format!("AWS rejected the credentials ({c}); check AWS_PROFILE / the access key, or refresh the session"),
+                }
+            }
+            _ if status == Some(403) => RegistryError::AccessDenied { location },
+            (SdkError::ServiceError(_) | SdkError::ResponseError(_), _) => {
+                RegistryError::Other { location, reason: format!("{op} failed (HTTP {}): {text}", status.unwrap_or(0)) }
+            }
+            _ if no_region(&text) => RegistryError::Other {
+                location,
+                reason: "no AWS region configured; set AWS_REGION, pass --region, or set `region:` in the config".into(),
+            },
+            (SdkError::DispatchFailure(d), _) if !d.is_io() && !d.is_timeout() && aws::is_credentials_error(&text) => {
+                RegistryError::Credentials { location }
+            }
+            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => RegistryError::Unreachable { location, reason: text },
+            _ => RegistryError::Other { location, reason: format!("{op} failed: {text}") },
+        };
+        Failure {
+            status,
+            code,
+            error,
+        }
+    }
+
+    /// Whether the bucket's public access block, policy status and ACL let the public read it.
+    async fn exposure(&self) -> Vec<String> {
+        let bucket = &self.bucket;
+        let mut warnings = Vec::new();
+        let blocked = match self
+            .client
+            .get_public_access_block()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => out.public_access_block_configuration().map(|c| {
+                c.block_public_acls() == Some(true)
+                    && c.ignore_public_acls() == Some(true)
+                    && c.block_public_policy() == Some(true)
+                    && c.restrict_public_buckets() == Some(true)
+            }),
+            Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => Some(false),
+            Err(e) => {
+                tracing::debug!(registry = %self.loc(), error = %aws::error_text(&e), "GetPublicAccessBlock failed; check skipped");
+                None
+            }
+        };
+        if blocked == Some(true) {
+            return warnings; // public policies and ACLs are ignored: nothing else can make it public
+        }
+        match self.client.get_bucket_policy_status().bucket(bucket).send().await {
+            Ok(out) if out.policy_status().and_then(|s| s.is_public()) == Some(true) => warnings.push(format!(
+                "bucket `{bucket}` has a bucket policy that makes it public: anyone can read registrations and race a new \
+                 instance for its certificate; remove the public statements (aws s3api get-bucket-policy --bucket {bucket})"
+            )),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(registry = %self.loc(), error = %aws::error_text(&e), "GetBucketPolicyStatus failed; check skipped"),
+        }
+        match self.client.get_bucket_acl().bucket(bucket).send().await {
+            Ok(out) => {
+                let public = out
+                    .grants()
+                    .iter()
+                    .filter_map(|g| g.grantee().and_then(|g| g.uri()))
+                    .any(|uri| {
+                        uri.ends_with("/global/AllUsers")
+                            || uri.ends_with("/global/AuthenticatedUsers")
+                    });
+                if public {
+                    warnings.push(format!(
+                        "bucket `{bucket}` has an ACL that grants access to all (authenticated) AWS users: anyone can list \
+                         registrations and race a new instance for its certificate; run: aws s3api put-bucket-acl --bucket {bucket} --acl private"
+                    ));
+                }
+            }
+            Err(e) => {
+                tracing::debug!(registry = %self.loc(), error = %aws::error_text(&e), "GetBucketAcl failed; check skipped")
+            }
+        }
+        if blocked == Some(false) {
+            warnings.push(format!(
+                "bucket `{bucket}` has no complete public access block, so a policy or ACL change could expose it; unless your \
+                 account-level block covers it, run: aws s3api put-public-access-block --bucket {bucket} \
+                 --public-access-block-configuration BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true"
+            ));
+        }
+        warnings
+    }
+}
+
+fn no_region(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("region")
+        && (t.contains("must be set") || t.contains("no region") || t.contains("missing region"))
+}
+
+#[async_trait]
+impl Registry for S3Registry {
+    fn location(&self) -> String {
+        self.loc()
+    }
+
+    async fn create(&self, record: &Registration) -> Result<Version, RegistryError> {
+        checked(self, &record.certname)?;
+        let body = record.to_json();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.key(&record.certname))
+                .if_none_match("*")
+                .content_type("application/json")
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await;
+            match sent {
+                Ok(out) => return etag(self, &record.certname, out.e_tag()),
+                Err(e) => {
+                    let f = self.failure("PutObject", e);
+                    match (f.status, f.code.as_deref()) {
+                        (Some(412), _) | (_, Some("PreconditionFailed")) => {
+                            return Err(RegistryError::AlreadyExists(record.certname.clone()));
+                        }
+                        // AWS answers 409 when two conditional writes to one key overlap: retry, and
+                        // the loser then sees 412.
+                        (_, Some("ConditionalRequestConflict")) if attempt < 4 => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt))
+                                .await;
+                        }
+                        _ => return Err(f.error),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn get(&self, certname: &str) -> Result<Option<(Registration, Version)>, RegistryError> {
+        checked(self, certname)?;
+        let key = self.key(certname);
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let f = self.failure("GetObject", e);
+                return match f.code.as_deref() {
+                    Some("NoSuchKey") => Ok(None),
+                    _ => Err(f.error),
+                };
+            }
+        };
+        let version = etag(self, certname, out.e_tag())?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| RegistryError::Unreachable {
+                location: self.loc(),
+                reason: format!("reading {key}: {e}"),
+            })?
+            .into_bytes();
+        let record =
+            Registration::from_json(certname, &bytes).map_err(|e| RegistryError::Corrupt {
+                location: self.loc(),
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Some((record, version)))
+    }
+
+    async fn update(
+        &self,
+        record: &Registration,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        checked(self, &record.certname)?;
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(&record.certname))
+            .if_match(&expected.0)
+            .content_type("application/json")
+            .body(ByteStream::from(record.to_json()))
+            .send()
+            .await;
+        match sent {
+            Ok(out) => etag(self, &record.certname, out.e_tag()),
+            Err(e) => {
+                let f = self.failure("PutObject", e);
+                match (f.status, f.code.as_deref()) {
+                    (_, Some("NoSuchKey")) => Err(RegistryError::NotFound(record.certname.clone())),
+                    (Some(412), _)
+                    | (_, Some("PreconditionFailed" | "ConditionalRequestConflict")) => {
+                        Err(RegistryError::Conflict(record.certname.clone()))
+                    }
+                    _ => Err(f.error),
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, certname: &str) -> Result<(), RegistryError> {
+        checked(self, certname)?;
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.key(certname))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let f = self.failure("DeleteObject", e);
+                match f.code.as_deref() {
+                    Some("NoSuchKey") => Ok(()),
+                    _ => Err(f.error),
+                }
+            }
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<String>, RegistryError> {
+        let prefix = self.key_prefix();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.failure("ListObjectsV2", e).error)?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                match key
+                    .strip_prefix(&prefix)
+                    .and_then(|k| k.strip_suffix(".json"))
+                {
+                    Some(name) if check_certname(name).is_ok() => names.push(name.to_owned()),
+                    _ => {
+                        tracing::warn!(registry = %self.loc(), key, "ignoring an object that is not a registration")
+                    }
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn exposure_warnings(&self) -> Vec<String> {
+        self.exposure().await
+    }
+}
+
+fn etag(reg: &S3Registry, certname: &str, etag: Option<&str>) -> Result<Version, RegistryError> {
+    etag.map(|e| Version(e.to_owned())).ok_or_else(|| RegistryError::Other {
+        location: reg.loc(),
+        reason: format!("the server returned no ETag for `{certname}`; conditional updates need an S3 that returns ETags"),
+    })
+}
