@@ -1,2 +1,7 @@
 //! Test harness shared by the integration tests of every crate. Each module starts or builds one
 //! real part on 127.0.0.1 and fails loudly, naming the setup command, when something it needs is missing.
+
+pub mod aptrepo;
+pub mod chroot;
+pub mod moto;
+pub mod rootfs;
