@@ -1,1 +1,459 @@
 //! The signer's configuration file (`signer.yaml`).
+//!
+//! Everything has a default except `registry`. Paths of the Puppet CA (client certificate, key,
+//! CA bundle, CSR directory, server URL) are optional: when absent, the signer asks
+//! `puppet config print … --section server` and falls back to the layout named by `ca.layout`
+//! (Debian by default: `/etc/puppet`, `/var/lib/puppet/ssl`, `/etc/puppet/puppetserver/ca`;
+//! `aio` for Puppet/OpenVox packages under `/etc/puppetlabs`).
+//!
+//! ```yaml
+//! registry: s3://acme-bootcfg/prod
+//! region: eu-west-1
+//! ca:
+//!   server_url: https://puppet.example.net:8140
+//!   client_cert: /etc/puppet/bootcfg-signer/signer.pem
+//!   client_key: /etc/puppet/bootcfg-signer/signer.key
+//!   ca_bundle: /var/lib/puppet/ssl/certs/ca.pem
+//! deadlines:
+//!   hook: 5s
+//! policy:
+//!   min_rsa_bits: 2048
+//! audit_log: /var/log/bootcfg-signer/audit.jsonl
+//! ```
+
+use crate::diag::{Diagnostic, Diagnostics, Location};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole `signer.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerConfig {
+    /// Where registrations live: `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/DIR`.
+    pub registry: String,
+    /// AWS region of the bucket; default: the standard AWS chain (AWS_REGION, profile).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// AWS named profile; default: the standard AWS chain (AWS_PROFILE).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// How to reach the Puppet CA.
+    #[serde(default)]
+    pub ca: CaConfig,
+    #[serde(default)]
+    pub deadlines: Deadlines,
+    #[serde(default)]
+    pub policy: Policy,
+    /// One JSON line per decision (time, certname, CSR SHA-256, decision, reason). Never secrets.
+    #[serde(default = "default_audit_log")]
+    pub audit_log: PathBuf,
+    /// Exclusive lock that keeps overlapping sweeps apart.
+    #[serde(default = "default_lock_file")]
+    pub lock_file: PathBuf,
+}
+
+/// Which packaging's default paths to assume when `puppet config print` is unavailable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Debian/Ubuntu packages: `/etc/puppet`, `/var/lib/puppet/ssl`, `/etc/puppet/puppetserver/ca`.
+    #[default]
+    Debian,
+    /// Puppet AIO and OpenVox packages: `/etc/puppetlabs/puppet`, `/etc/puppetlabs/puppetserver/ca`.
+    Aio,
+}
+
+impl Layout {
+    pub fn confdir(self) -> &'static str {
+        match self {
+            Layout::Debian => "/etc/puppet",
+            Layout::Aio => "/etc/puppetlabs/puppet",
+        }
+    }
+    pub fn ssldir(self) -> &'static str {
+        match self {
+            Layout::Debian => "/var/lib/puppet/ssl",
+            Layout::Aio => "/etc/puppetlabs/puppet/ssl",
+        }
+    }
+    pub fn cadir(self) -> &'static str {
+        match self {
+            Layout::Debian => "/etc/puppet/puppetserver/ca",
+            Layout::Aio => "/etc/puppetlabs/puppetserver/ca",
+        }
+    }
+    /// The `puppet` command of this packaging.
+    pub fn puppet_bin(self) -> &'static str {
+        match self {
+            Layout::Debian => "/usr/bin/puppet",
+            Layout::Aio => "/opt/puppetlabs/bin/puppet",
+        }
+    }
+    /// The `puppetserver` command of this packaging.
+    pub fn puppetserver_bin(self) -> &'static str {
+        match self {
+            Layout::Debian => "/usr/bin/puppetserver",
+            Layout::Aio => "/opt/puppetlabs/bin/puppetserver",
+        }
+    }
+}
+
+/// How the sweep talks to the CA.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaMethod {
+    /// The HTTP API when a client certificate is configured or found, else the CLI.
+    #[default]
+    Auto,
+    /// Puppet CA HTTP API v1 with a client certificate carrying `pp_cli_auth`.
+    Api,
+    /// `puppetserver ca list/sign` plus reading `$csrdir` (needs root or the puppet user on the CA host).
+    Cli,
+}
+
+/// Access to the Puppet CA. Every path is optional and discovered when absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    #[serde(default)]
+    pub layout: Layout,
+    #[serde(default)]
+    pub method: CaMethod,
+    /// The puppet.conf to read settings from (passed to `puppet config print --config`).
+    #[serde(default)]
+    pub puppet_conf: Option<PathBuf>,
+    /// `https://HOST:PORT`; default `https://<ca_server>:<ca_port>` from puppet.conf.
+    #[serde(default)]
+    pub server_url: Option<String>,
+    /// Client certificate with `pp_cli_auth` (`puppetserver ca generate --ca-client`); default `hostcert`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key; default `hostprivkey`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// CA certificates to verify the server with (may be a chain); default `localcacert`.
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+    /// Pending CSRs on disk (CLI method); default `csrdir`.
+    #[serde(default)]
+    pub csrdir: Option<PathBuf>,
+    /// The `puppet` command; default per layout.
+    #[serde(default)]
+    pub puppet_bin: Option<PathBuf>,
+    /// The `puppetserver` command; default per layout.
+    #[serde(default)]
+    pub puppetserver_bin: Option<PathBuf>,
+}
+
+/// Time limits. Written as `5s`, `500ms`, `2m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deadlines {
+    /// The whole autosign hook run; when it runs out the CSR is rejected (left pending).
+    #[serde(default = "default_hook", with = "duration_str")]
+    pub hook: Duration,
+    /// One registry call.
+    #[serde(default = "default_registry", with = "duration_str")]
+    pub registry: Duration,
+    /// One CA HTTP request or CLI call.
+    #[serde(default = "default_ca", with = "duration_str")]
+    pub ca: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            hook: default_hook(),
+            registry: default_registry(),
+            ca: default_ca(),
+        }
+    }
+}
+
+/// What a CSR must look like beyond matching its registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Smallest RSA modulus accepted.
+    #[serde(default = "default_min_rsa_bits")]
+    pub min_rsa_bits: u32,
+    /// EC curves accepted, by NIST name: `P-256`, `P-384`, `P-521`.
+    #[serde(default = "default_ec_curves")]
+    pub ec_curves: Vec<EcCurve>,
+    /// Accept a `pp_instance_id` extension when the registration has no instance id
+    /// (`conductor register` without a launch). Off by default: the value could not be checked.
+    #[serde(default)]
+    pub instance_id_without_registered: bool,
+    /// Largest CSR accepted, in bytes of PEM; larger input is refused before parsing.
+    #[serde(default = "default_max_csr_bytes")]
+    pub max_csr_bytes: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            min_rsa_bits: default_min_rsa_bits(),
+            ec_curves: default_ec_curves(),
+            instance_id_without_registered: false,
+            max_csr_bytes: default_max_csr_bytes(),
+        }
+    }
+}
+
+/// EC curves of at least 128-bit strength.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EcCurve {
+    #[serde(rename = "P-256")]
+    P256,
+    #[serde(rename = "P-384")]
+    P384,
+    #[serde(rename = "P-521")]
+    P521,
+}
+
+fn default_audit_log() -> PathBuf {
+    PathBuf::from("/var/log/bootcfg-signer/audit.jsonl")
+}
+fn default_lock_file() -> PathBuf {
+    PathBuf::from("/run/lock/bootcfg-signer.lock")
+}
+fn default_hook() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_registry() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_ca() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_min_rsa_bits() -> u32 {
+    2048
+}
+fn default_ec_curves() -> Vec<EcCurve> {
+    vec![EcCurve::P256, EcCurve::P384, EcCurve::P521]
+}
+fn default_max_csr_bytes() -> usize {
+    64 * 1024
+}
+
+/// Parse `5s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. `5s`, `500ms` or `2m`"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(format!(
+                "`{s}` has no known unit; write e.g. `5s`, `500ms` or `2m`"
+            ));
+        }
+    };
+    Ok(d)
+}
+
+fn format_duration(d: &Duration) -> String {
+    if d.subsec_millis() != 0 || d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+mod duration_str {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(d))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl SignerConfig {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, Diagnostics> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Diagnostics(vec![Diagnostic::error(
+                &name,
+                "",
+                format!("cannot read the signer config: {e}"),
+                "pass an existing file with --config or SIGNER_CONFIG (see examples/signer.yaml)",
+            )])
+        })?;
+        Self::parse(&name, &text)
+    }
+
+    /// Parse and validate config text; `name` is used in messages.
+    pub fn parse(name: &str, text: &str) -> Result<Self, Diagnostics> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let cfg: SignerConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.inner();
+            let loc = inner
+                .location()
+                .map(|l| Location {
+                    line: l.line(),
+                    column: l.column(),
+                })
+                .unwrap_or_default();
+            let msg = inner.to_string();
+            // serde_yaml_ng appends " at line N column M"; the location is shown separately.
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            let fix = if msg.contains("unknown field") {
+                "remove or correct the key; the accepted keys are listed in examples/signer.yaml"
+            } else if msg.contains("missing field") {
+                "add the key; see examples/signer.yaml"
+            } else {
+                "correct the value; see examples/signer.yaml"
+            };
+            let key = if key == "." { String::new() } else { key };
+            Diagnostics(vec![Diagnostic::error(name, key, msg, fix).at(loc)])
+        })?;
+        let mut diags = Vec::new();
+        let line_of = |key: &str| -> Location {
+            text.lines()
+                .position(|l| l.trim_start().starts_with(&format!("{key}:")))
+                .map(|i| Location {
+                    line: i + 1,
+                    column: 1,
+                })
+                .unwrap_or_default()
+        };
+        if !(cfg.registry.starts_with("s3://") && cfg.registry.len() > 5
+            || cfg.registry.starts_with("file:///"))
+        {
+            diags.push(
+                Diagnostic::error(
+                    name,
+                    "registry",
+                    format!("`{}` is not a registry location", cfg.registry),
+                    "use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR",
+                )
+                .at(line_of("registry")),
+            );
+        }
+        if cfg.policy.min_rsa_bits < 2048 {
+            diags.push(
+                Diagnostic::error(
+                    name,
+                    "policy.min_rsa_bits",
+                    format!(
+                        "{} bits is weaker than the 2048-bit floor",
+                        cfg.policy.min_rsa_bits
+                    ),
+                    "use 2048 or more",
+                )
+                .at(line_of("min_rsa_bits")),
+            );
+        }
+        if cfg.policy.max_csr_bytes < 1024 || cfg.policy.max_csr_bytes > 1024 * 1024 {
+            diags.push(
+                Diagnostic::error(
+                    name,
+                    "policy.max_csr_bytes",
+                    format!("{} is outside 1024..=1048576", cfg.policy.max_csr_bytes),
+                    "use the default 65536 unless CSRs carry large attributes",
+                )
+                .at(line_of("max_csr_bytes")),
+            );
+        }
+        if cfg.deadlines.hook.is_zero() || cfg.deadlines.hook > Duration::from_secs(60) {
+            diags.push(
+                Diagnostic::error(name, "deadlines.hook", "the hook deadline must be between 1ms and 60s: the CA blocks an HTTP thread while the hook runs", "use a few seconds, e.g. `5s`")
+                    .at(line_of("hook")),
+            );
+        }
+        if let Some(url) = &cfg.ca.server_url
+            && !url.starts_with("https://")
+        {
+            diags.push(
+                Diagnostic::error(
+                    name,
+                    "ca.server_url",
+                    format!("`{url}` is not an https:// URL"),
+                    "write https://HOST:PORT of the Puppet CA",
+                )
+                .at(line_of("server_url")),
+            );
+        }
+        if diags.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(Diagnostics(diags))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = SignerConfig::parse("s.yaml", "registry: file:///var/lib/reg\n").unwrap();
+        assert_eq!(c.deadlines.hook, Duration::from_secs(5));
+        assert_eq!(c.policy.min_rsa_bits, 2048);
+        assert_eq!(
+            c.policy.ec_curves,
+            vec![EcCurve::P256, EcCurve::P384, EcCurve::P521]
+        );
+        assert_eq!(c.ca.layout, Layout::Debian);
+        assert!(!c.policy.instance_id_without_registered);
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = SignerConfig::parse(
+            "s.yaml",
+            "registry: file:///x\npolicy:\n  min_rsa_bitz: 4096\n",
+        )
+        .unwrap_err();
+        let d = &e.0[0];
+        assert_eq!(d.key, "policy.min_rsa_bitz");
+        assert_eq!(d.location.line, 3);
+        assert!(d.message.contains("unknown field `min_rsa_bitz`"), "{d}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_fix() {
+        let e = SignerConfig::parse(
+            "s.yaml",
+            "registry: http://x\npolicy:\n  min_rsa_bits: 1024\n",
+        )
+        .unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("s.yaml:1:1: error: registry:"), "{s}");
+        assert!(s.contains("s.yaml:3:1: error: policy.min_rsa_bits"), "{s}");
+        let e = SignerConfig::parse(
+            "s.yaml",
+            "registry: file:///x\ndeadlines:\n  hook: 5 parsecs\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "deadlines.hook");
+        assert_eq!(e.0[0].location.line, 3);
+        let e = SignerConfig::parse(
+            "s.yaml",
+            "registry: file:///x\npolicy:\n  ec_curves: [P-192]\n",
+        )
+        .unwrap_err();
+        assert!(e.0[0].key.starts_with("policy.ec_curves"), "{}", e.0[0]);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

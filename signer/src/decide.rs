@@ -1,0 +1,801 @@
+//! The decision. **The signer never approves a CSR whose certname has no unexpired, unconsumed
+//! registration, and it consumes that registration (compare-and-swap) before anything is signed.**
+//!
+//! Checks, all of which must pass, in this order (the first failure is the reason reported):
+//! 1. input: the certname is one the conductor issues; the CSR is under the size cap and parses;
+//! 2. csr: self-signature verifies, key is RSA >= policy bits or an allowed EC curve, subject is
+//!    exactly `CN=<certname>`;
+//! 3. registration: exists, unexpired, unconsumed;
+//! 4. secret: exactly one challengePassword, whose SHA-256 matches (constant time);
+//! 5. forbidden: no subjectAltName other than `DNS:<certname>`, nothing from `1.3.6.1.4.1.34380.1.3.*`;
+//! 6. extensions: each requested extension is allowed by the registration with that exact value;
+//!    `pp_instance_id` equals the registered instance id; `pp_uuid` equals the certname;
+//! 7. consume: the registration is marked consumed (with the CSR's SHA-256) by a conditional write.
+//!
+//! **Retry rule (sweep only).** If a registration is already consumed *by this exact CSR* (same
+//! SHA-256 fingerprint) and is still unexpired, the sweep may sign again: this covers a hook that
+//! consumed and then ran out of time, and a sweep whose PUT failed after consuming. A different CSR
+//! for the same certname is a replay and is refused.
+
+use crate::csr::{self, Csr, CsrError};
+use chrono::{DateTime, Utc};
+use schemas::registration::{Consumption, Registration, State, check_certname};
+use schemas::registry::{Registry, RegistryError, Version};
+use schemas::signer_config::Policy;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Which check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    Input,
+    Csr,
+    Registration,
+    Secret,
+    Forbidden,
+    Extensions,
+    Consume,
+    Ca,
+}
+
+/// A refusal: which check, and why (never containing a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub check: Check,
+    pub reason: String,
+}
+
+fn reject<T>(check: Check, reason: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection {
+        check,
+        reason: reason.into(),
+    })
+}
+
+/// Who is deciding; the sweep may use the retry rule, the hook may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Hook,
+    Sweep,
+}
+
+/// An approved CSR, with the registration read for it and that record's version (for the CAS).
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub registration: Registration,
+    pub version: Version,
+    /// The registration was already consumed by this very CSR (retry rule); nothing to consume.
+    pub retry: bool,
+}
+
+/// The outcome of evaluating one CSR.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub certname: String,
+    /// SHA-256 of the CSR's DER (Puppet's fingerprint), or of the raw input when it is not a CSR.
+    pub csr_sha256: String,
+    pub verdict: Result<Approval, Rejection>,
+}
+
+/// A failure that is not the CSR's fault (registry unreachable, deadline): nothing is signed and
+/// the process exits non-zero; the next run decides again.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("registry {location} did not answer within {limit:?}")]
+    RegistryTimeout { location: String, limit: Duration },
+}
+
+/// Decides CSRs against one registry and one policy.
+pub struct Decider<'a> {
+    pub registry: &'a dyn Registry,
+    pub policy: &'a Policy,
+    /// Limit for each registry call.
+    pub registry_deadline: Duration,
+    /// Recorded in the consumption: `autosign@host`, `sweep@host`.
+    pub who: String,
+}
+
+impl Decider<'_> {
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, DecideError> {
+        match tokio::time::timeout(self.registry_deadline, fut).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(DecideError::RegistryTimeout {
+                location: self.registry.location(),
+                limit: self.registry_deadline,
+            }),
+        }
+    }
+
+    /// Run checks 1–6 (no write). `Err` only for infrastructure failures.
+    pub async fn evaluate(
+        &self,
+        certname: &str,
+        pem: &[u8],
+        mode: Mode,
+        now: DateTime<Utc>,
+    ) -> Result<Evaluation, DecideError> {
+        let csr_sha256 = if pem.len() > self.policy.max_csr_bytes {
+            hex::encode(openssl::sha::sha256(pem))
+        } else {
+            csr::fingerprint(pem)
+        };
+        let mut ev = Evaluation {
+            certname: certname.to_owned(),
+            csr_sha256,
+            verdict: reject(Check::Input, "not evaluated"),
+        };
+        // Checks 1-2 need no registry.
+        let csr = match self.offline_checks(certname, pem) {
+            Ok(c) => c,
+            Err(r) => {
+                ev.verdict = Err(r);
+                return Ok(ev);
+            }
+        };
+        ev.csr_sha256.clone_from(&csr.sha256);
+        let Some((reg, version)) = self.bounded(self.registry.get(certname)).await? else {
+            ev.verdict = reject(
+                Check::Registration,
+                format!(
+                    "no registration for `{certname}` in {}",
+                    self.registry.location()
+                ),
+            );
+            return Ok(ev);
+        };
+        ev.verdict =
+            check_against(&csr, certname, &reg, self.policy, mode, now).map(|retry| Approval {
+                registration: reg,
+                version,
+                retry,
+            });
+        Ok(ev)
+    }
+
+    fn offline_checks(&self, certname: &str, pem: &[u8]) -> Result<Csr, Rejection> {
+        if let Err(e) = check_certname(certname) {
+            // The CA has already validated the syntax; only registered (UUID) names can pass.
+            return reject(Check::Input, format!("certname {e}"));
+        }
+        let csr = csr::parse(pem, self.policy).map_err(|e| Rejection {
+            check: match e {
+                CsrError::TooLarge(..) | CsrError::Malformed(_) => Check::Input,
+                _ => Check::Csr,
+            },
+            reason: e.to_string(),
+        })?;
+        if csr.cn != certname {
+            return reject(
+                Check::Csr,
+                format!(
+                    "CSR subject CN `{}` is not the certname `{certname}`",
+                    truncate(&csr.cn)
+                ),
+            );
+        }
+        Ok(csr)
+    }
+
+    /// Check 7: mark the registration consumed by this CSR with a compare-and-swap. A `Conflict`
+    /// (someone else wrote it since we read it) or `NotFound` is a rejection; other registry errors
+    /// are infrastructure failures.
+    pub async fn consume(
+        &self,
+        approval: &Approval,
+        csr_sha256: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Version, Rejection>, DecideError> {
+        if approval.retry {
+            return Ok(Ok(approval.version.clone()));
+        }
+        let mut rec = approval.registration.clone();
+        rec.consumed = Some(Consumption {
+            at: now,
+            by: self.who.clone(),
+            csr_sha256: csr_sha256.to_owned(),
+        });
+        match self
+            .bounded(self.registry.update(&rec, &approval.version))
+            .await
+        {
+            Ok(v) => Ok(Ok(v)),
+            Err(DecideError::Registry(RegistryError::Conflict(_))) => Ok(reject(
+                Check::Consume,
+                "registration changed since it was read (another signer consumed it first); not signing",
+            )),
+            Err(DecideError::Registry(RegistryError::NotFound(_))) => Ok(reject(
+                Check::Consume,
+                "registration was deleted while deciding; not signing",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Checks 3–6 for a parsed CSR. `Ok(true)` means approved under the retry rule.
+pub fn check_against(
+    csr: &Csr,
+    certname: &str,
+    reg: &Registration,
+    policy: &Policy,
+    mode: Mode,
+    now: DateTime<Utc>,
+) -> Result<bool, Rejection> {
+    // 3. registration
+    let mut retry = false;
+    match reg.state(now) {
+        State::Pending => {}
+        State::Expired => {
+            return reject(
+                Check::Registration,
+                format!("registration expired at {}", reg.expires_at.to_rfc3339()),
+            );
+        }
+        State::Consumed => {
+            let c = reg
+                .consumed
+                .as_ref()
+                .expect("consumed state has a consumption");
+            if mode == Mode::Sweep && c.csr_sha256 == csr.sha256 && now < reg.expires_at {
+                retry = true;
+            } else {
+                return reject(
+                    Check::Registration,
+                    format!(
+                        "registration already consumed at {} by {} for CSR {} (replay refused)",
+                        c.at.to_rfc3339(),
+                        c.by,
+                        c.csr_sha256
+                    ),
+                );
+            }
+        }
+    }
+    // 4. secret
+    match csr.challenge_password() {
+        None if csr.challenge_values == 0 => {
+            return reject(Check::Secret, "CSR has no challengePassword");
+        }
+        None => {
+            return reject(
+                Check::Secret,
+                format!(
+                    "CSR has {} challengePassword values; exactly one is accepted",
+                    csr.challenge_values
+                ),
+            );
+        }
+        Some(secret) if !reg.secret_matches(secret) => {
+            return reject(
+                Check::Secret,
+                "challengePassword does not match the registered secret",
+            );
+        }
+        Some(_) => {}
+    }
+    // 5. forbidden: SAN other than DNS:<certname>, authorization arc
+    for ext in &csr.extensions {
+        if ext.oid == csr::OID_SUBJECT_ALT_NAME {
+            match csr::san_dns_names(&ext.value) {
+                Ok(names) if !names.is_empty() && names.iter().all(|n| n == certname) => {}
+                Ok(names) => {
+                    let shown: Vec<String> = names
+                        .iter()
+                        .map(|n| format!("DNS:{}", truncate(n)))
+                        .collect();
+                    return reject(
+                        Check::Forbidden,
+                        format!(
+                            "subjectAltName [{}] asks for more than DNS:{certname}",
+                            shown.join(", ")
+                        ),
+                    );
+                }
+                Err(e) => return reject(Check::Forbidden, e),
+            }
+        } else if ext.oid.starts_with(csr::ARC_PP_AUTH) {
+            return reject(
+                Check::Forbidden,
+                format!(
+                    "authorization extension {} ({}) is never signed",
+                    ext.oid,
+                    short_name(&ext.oid).unwrap_or("ppAuthCertExt")
+                ),
+            );
+        }
+    }
+    // 6. extensions
+    let mut seen = BTreeSet::new();
+    for ext in &csr.extensions {
+        if !seen.insert(ext.oid.as_str()) {
+            return reject(
+                Check::Extensions,
+                format!("extension {} is requested twice", ext.oid),
+            );
+        }
+        if ext.oid == csr::OID_SUBJECT_ALT_NAME {
+            continue;
+        }
+        let label = short_name(&ext.oid).map_or_else(|| ext.oid.clone(), str::to_owned);
+        let Some(value) = csr::ext_string(&ext.value) else {
+            return reject(
+                Check::Extensions,
+                format!("extension {label} does not hold a string value"),
+            );
+        };
+        let expected: Option<&str> = match ext.oid.as_str() {
+            csr::OID_PP_UUID => Some(certname),
+            csr::OID_PP_INSTANCE_ID => match &reg.instance_id {
+                Some(id) => Some(id.as_str()),
+                None if policy.instance_id_without_registered => {
+                    continue;
+                }
+                None => {
+                    return reject(
+                        Check::Extensions,
+                        "pp_instance_id requested but the registration has no instance id (policy.instance_id_without_registered is off)",
+                    );
+                }
+            },
+            oid => reg
+                .allowed_extensions
+                .iter()
+                .find(|(k, _)| resolve_ext(k).as_deref() == Some(oid))
+                .map(|(_, v)| v.as_str()),
+        };
+        match expected {
+            None => {
+                return reject(
+                    Check::Extensions,
+                    format!("extension {label} is not allowed by the registration"),
+                );
+            }
+            Some(want) if want.as_bytes() != value.as_slice() => {
+                return reject(
+                    Check::Extensions,
+                    format!(
+                        "extension {label} value `{}` differs from the registered `{}`",
+                        truncate(&String::from_utf8_lossy(&value)),
+                        truncate(want)
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(retry)
+}
+
+/// Puppet's registered short names (ppRegCertExt 1..26 and ppAuthCertExt).
+const SHORT_NAMES: &[(&str, &str)] = &[
+    ("pp_uuid", "1.3.6.1.4.1.34380.1.1.1"),
+    ("pp_instance_id", "1.3.6.1.4.1.34380.1.1.2"),
+    ("pp_image_name", "1.3.6.1.4.1.34380.1.1.3"),
+    ("pp_preshared_key", "1.3.6.1.4.1.34380.1.1.4"),
+    ("pp_cost_center", "1.3.6.1.4.1.34380.1.1.5"),
+    ("pp_product", "1.3.6.1.4.1.34380.1.1.6"),
+    ("pp_project", "1.3.6.1.4.1.34380.1.1.7"),
+    ("pp_application", "1.3.6.1.4.1.34380.1.1.8"),
+    ("pp_service", "1.3.6.1.4.1.34380.1.1.9"),
+    ("pp_employee", "1.3.6.1.4.1.34380.1.1.10"),
+    ("pp_created_by", "1.3.6.1.4.1.34380.1.1.11"),
+    ("pp_environment", "1.3.6.1.4.1.34380.1.1.12"),
+    ("pp_role", "1.3.6.1.4.1.34380.1.1.13"),
+    ("pp_software_version", "1.3.6.1.4.1.34380.1.1.14"),
+    ("pp_department", "1.3.6.1.4.1.34380.1.1.15"),
+    ("pp_cluster", "1.3.6.1.4.1.34380.1.1.16"),
+    ("pp_provisioner", "1.3.6.1.4.1.34380.1.1.17"),
+    ("pp_region", "1.3.6.1.4.1.34380.1.1.18"),
+    ("pp_datacenter", "1.3.6.1.4.1.34380.1.1.19"),
+    ("pp_zone", "1.3.6.1.4.1.34380.1.1.20"),
+    ("pp_network", "1.3.6.1.4.1.34380.1.1.21"),
+    ("pp_securitypolicy", "1.3.6.1.4.1.34380.1.1.22"),
+    ("pp_cloudplatform", "1.3.6.1.4.1.34380.1.1.23"),
+    ("pp_apptier", "1.3.6.1.4.1.34380.1.1.24"),
+    ("pp_hostname", "1.3.6.1.4.1.34380.1.1.25"),
+    ("pp_owner", "1.3.6.1.4.1.34380.1.1.26"),
+    ("pp_authorization", "1.3.6.1.4.1.34380.1.3.1"),
+    ("pp_auth_auto_renew", "1.3.6.1.4.1.34380.1.3.2"),
+    ("pp_auth_role", "1.3.6.1.4.1.34380.1.3.13"),
+    ("pp_cli_auth", "1.3.6.1.4.1.34380.1.3.39"),
+];
+
+/// The short name of a Puppet OID, if it has one.
+pub fn short_name(oid: &str) -> Option<&'static str> {
+    SHORT_NAMES.iter().find(|(_, o)| *o == oid).map(|(n, _)| *n)
+}
+
+/// A registration's extension key (short name or dotted OID) as a dotted OID.
+/// Only Puppet's registered and private arcs can be allowed; anything else resolves to nothing.
+pub fn resolve_ext(key: &str) -> Option<String> {
+    if let Some((_, oid)) = SHORT_NAMES.iter().find(|(n, _)| *n == key) {
+        return Some((*oid).to_owned());
+    }
+    let dotted = key
+        .split('.')
+        .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()));
+    (dotted
+        && (key.starts_with("1.3.6.1.4.1.34380.1.1.") || key.starts_with("1.3.6.1.4.1.34380.1.2.")))
+    .then(|| key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::craft::{self, Spec};
+    use crate::memreg::MemRegistry;
+    use openssl::nid::Nid;
+    use openssl::pkey::{PKey, Private};
+    use schemas::registration::sha256_hex;
+    use std::sync::OnceLock;
+
+    const CN: &str = "0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11";
+    const SECRET: &str = "9f86d081884c7d65";
+    const IID: &str = "i-0123456789abcdef0";
+
+    fn key() -> &'static PKey<Private> {
+        static K: OnceLock<PKey<Private>> = OnceLock::new();
+        K.get_or_init(|| craft::rsa_key(2048))
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn registration() -> Registration {
+        let mut r = Registration::new(
+            CN,
+            &sha256_hex(SECRET.as_bytes()),
+            "ops@ws",
+            now(),
+            chrono::Duration::minutes(30),
+        );
+        r.instance_id = Some(IID.into());
+        r.allowed_extensions.insert("pp_role".into(), "web".into());
+        r.allowed_extensions
+            .insert("1.3.6.1.4.1.34380.1.2.7".into(), "blue".into());
+        r
+    }
+
+    fn good() -> Spec {
+        Spec::new(CN, SECRET)
+            .ext(csr::OID_PP_INSTANCE_ID, craft::utf8_ext(IID))
+            .ext(csr::OID_PP_UUID, craft::utf8_ext(CN))
+            .ext("1.3.6.1.4.1.34380.1.1.13", craft::utf8_ext("web"))
+    }
+
+    async fn run_with(
+        reg: Option<Registration>,
+        certname: &str,
+        pem: &[u8],
+        mode: Mode,
+        policy: &Policy,
+    ) -> (MemRegistry, Result<Approval, Rejection>) {
+        let mem = MemRegistry::default();
+        if let Some(r) = reg {
+            mem.create(&r).await.unwrap();
+        }
+        let d = Decider {
+            registry: &mem,
+            policy,
+            registry_deadline: Duration::from_secs(1),
+            who: "test@host".into(),
+        };
+        let ev = d.evaluate(certname, pem, mode, now()).await.unwrap();
+        let verdict = match ev.verdict {
+            Ok(a) => d
+                .consume(&a, &ev.csr_sha256, now())
+                .await
+                .unwrap()
+                .map(|_| a),
+            Err(r) => Err(r),
+        };
+        (mem, verdict)
+    }
+
+    async fn check(spec: &Spec, expect: Option<Check>) -> MemRegistry {
+        let pem = spec.build(key());
+        let (mem, v) = run_with(
+            Some(registration()),
+            CN,
+            &pem,
+            Mode::Hook,
+            &Policy::default(),
+        )
+        .await;
+        match (expect, &v) {
+            (None, Ok(_)) => {}
+            (Some(c), Err(r)) if r.check == c => {}
+            _ => panic!("expected {expect:?}, got {v:?}"),
+        }
+        mem
+    }
+
+    #[tokio::test]
+    async fn registered_csr_is_approved_and_consumed() {
+        let mem = check(&good(), None).await;
+        let c = mem.peek(CN).unwrap().consumed.unwrap();
+        assert_eq!(c.by, "test@host");
+        assert_eq!(c.csr_sha256, csr::fingerprint(&good().build(key())));
+    }
+
+    #[tokio::test]
+    async fn puppet_printable_string_with_utf8_is_read() {
+        let secret = "sec_ret!@#é";
+        let mut reg = registration();
+        reg.secret_sha256 = sha256_hex(secret.as_bytes());
+        let pem = Spec::new(CN, secret).build(key());
+        let (_, v) = run_with(Some(reg.clone()), CN, &pem, Mode::Hook, &Policy::default()).await;
+        assert!(v.is_ok(), "{v:?}");
+        for tag in [crate::der::UTF8_STRING, crate::der::IA5_STRING] {
+            let mut s = Spec::new(CN, "");
+            s.challenge = vec![(tag, secret.as_bytes().to_vec())];
+            let (_, v) = run_with(
+                Some(reg.clone()),
+                CN,
+                &s.build(key()),
+                Mode::Hook,
+                &Policy::default(),
+            )
+            .await;
+            assert!(v.is_ok(), "tag {tag}: {v:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ec_keys_p256_and_up_pass_and_weaker_keys_fail() {
+        for (k, ok) in [
+            (craft::ec_key(Nid::X9_62_PRIME256V1), true),
+            (craft::ec_key(Nid::SECP384R1), true),
+            (craft::ec_key(Nid::SECP224R1), false),
+            (craft::rsa_key(1024), false),
+        ] {
+            let pem = Spec::new(CN, SECRET).build(&k);
+            let (_, v) = run_with(
+                Some(registration()),
+                CN,
+                &pem,
+                Mode::Hook,
+                &Policy::default(),
+            )
+            .await;
+            assert_eq!(v.is_ok(), ok, "{v:?}");
+            if !ok {
+                assert_eq!(v.unwrap_err().check, Check::Csr);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_adversarial_class_is_refused_by_its_check() {
+        let mut s = good();
+        s.challenge = vec![(0x13, b"wrong".to_vec())];
+        check(&s, Some(Check::Secret)).await;
+        s.challenge.clear();
+        check(&s, Some(Check::Secret)).await;
+        s.challenge = vec![(0x13, SECRET.into()), (0x13, SECRET.into())];
+        check(&s, Some(Check::Secret)).await;
+
+        check(
+            &good().ext(csr::OID_SUBJECT_ALT_NAME, craft::san_dns(&["puppet"])),
+            Some(Check::Forbidden),
+        )
+        .await;
+        check(
+            &good().ext(csr::OID_SUBJECT_ALT_NAME, craft::san_dns(&[CN, "puppet"])),
+            Some(Check::Forbidden),
+        )
+        .await;
+        check(
+            &good().ext(csr::OID_SUBJECT_ALT_NAME, craft::san_dns(&[CN])),
+            None,
+        )
+        .await;
+        check(
+            &good().ext("1.3.6.1.4.1.34380.1.3.39", craft::utf8_ext("true")),
+            Some(Check::Forbidden),
+        )
+        .await;
+        check(
+            &good().ext("1.3.6.1.4.1.34380.1.3.13", craft::utf8_ext("admin")),
+            Some(Check::Forbidden),
+        )
+        .await;
+
+        check(
+            &good().ext("1.3.6.1.4.1.34380.1.1.12", craft::utf8_ext("production")),
+            Some(Check::Extensions),
+        )
+        .await;
+        check(
+            &Spec::new(CN, SECRET).ext("1.3.6.1.4.1.34380.1.1.13", craft::utf8_ext("db")),
+            Some(Check::Extensions),
+        )
+        .await;
+        check(
+            &Spec::new(CN, SECRET).ext("1.3.6.1.4.1.34380.1.2.7", craft::utf8_ext("blue")),
+            None,
+        )
+        .await;
+        check(
+            &Spec::new(CN, SECRET).ext(
+                csr::OID_PP_INSTANCE_ID,
+                craft::utf8_ext("i-ffffffffffffffff0"),
+            ),
+            Some(Check::Extensions),
+        )
+        .await;
+        check(
+            &Spec::new(CN, SECRET).ext(csr::OID_PP_UUID, craft::utf8_ext("another")),
+            Some(Check::Extensions),
+        )
+        .await;
+        check(
+            &Spec::new(CN, SECRET).ext("2.5.29.19", craft::tlv(0x30, &[0x01, 0x01, 0xff])),
+            Some(Check::Extensions),
+        )
+        .await;
+        check(
+            &Spec::new(CN, SECRET)
+                .ext("1.3.6.1.4.1.34380.1.1.13", craft::utf8_ext("web"))
+                .ext("1.3.6.1.4.1.34380.1.1.13", craft::utf8_ext("web")),
+            Some(Check::Extensions),
+        )
+        .await;
+        check(
+            &Spec::new(CN, SECRET).ext(
+                "1.3.6.1.4.1.34380.1.1.13",
+                vec![0x04, 0x03, b'w', b'e', b'b'],
+            ),
+            Some(Check::Extensions),
+        )
+        .await;
+
+        let mut bad_sig = good();
+        bad_sig.corrupt_signature = true;
+        check(&bad_sig, Some(Check::Csr)).await;
+        let mut other_cn = good();
+        other_cn.cn = "1b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11".into();
+        check(&other_cn, Some(Check::Csr)).await;
+    }
+
+    #[tokio::test]
+    async fn instance_id_without_registered_one_follows_policy() {
+        let mut reg = registration();
+        reg.instance_id = None;
+        let pem = Spec::new(CN, SECRET)
+            .ext(csr::OID_PP_INSTANCE_ID, craft::utf8_ext(IID))
+            .build(key());
+        let (_, v) = run_with(Some(reg.clone()), CN, &pem, Mode::Hook, &Policy::default()).await;
+        assert_eq!(v.unwrap_err().check, Check::Extensions);
+        let lax = Policy {
+            instance_id_without_registered: true,
+            ..Policy::default()
+        };
+        let (_, v) = run_with(Some(reg), CN, &pem, Mode::Hook, &lax).await;
+        assert!(v.is_ok(), "{v:?}");
+    }
+
+    #[tokio::test]
+    async fn registration_state_is_enforced() {
+        let pem = good().build(key());
+        let (_, v) = run_with(None, CN, &pem, Mode::Hook, &Policy::default()).await;
+        assert_eq!(v.unwrap_err().check, Check::Registration);
+
+        let mut expired = registration();
+        expired.expires_at = now() - chrono::Duration::seconds(1);
+        let (_, v) = run_with(Some(expired), CN, &pem, Mode::Hook, &Policy::default()).await;
+        assert!(v.as_ref().unwrap_err().reason.contains("expired"), "{v:?}");
+
+        // Replay: consumed by another CSR is refused in both modes; by this CSR, the sweep may retry.
+        let mut consumed = registration();
+        consumed.consumed = Some(Consumption {
+            at: now(),
+            by: "autosign@ca".into(),
+            csr_sha256: "00".repeat(32),
+        });
+        for mode in [Mode::Hook, Mode::Sweep] {
+            let (_, v) = run_with(Some(consumed.clone()), CN, &pem, mode, &Policy::default()).await;
+            assert!(v.as_ref().unwrap_err().reason.contains("replay"), "{v:?}");
+        }
+        consumed.consumed.as_mut().unwrap().csr_sha256 = csr::fingerprint(&pem);
+        let (_, v) = run_with(
+            Some(consumed.clone()),
+            CN,
+            &pem,
+            Mode::Hook,
+            &Policy::default(),
+        )
+        .await;
+        assert_eq!(v.unwrap_err().check, Check::Registration);
+        let (_, v) = run_with(Some(consumed), CN, &pem, Mode::Sweep, &Policy::default()).await;
+        assert!(v.unwrap().retry);
+    }
+
+    #[tokio::test]
+    async fn garbage_and_oversized_input_is_refused_before_parsing() {
+        for input in [
+            b"hello".to_vec(),
+            b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+                .to_vec(),
+            vec![b'A'; 1 << 20],
+        ] {
+            let (_, v) = run_with(
+                Some(registration()),
+                CN,
+                &input,
+                Mode::Hook,
+                &Policy::default(),
+            )
+            .await;
+            let r = v.unwrap_err();
+            assert_eq!(r.check, Check::Input, "{r:?}");
+        }
+        let (_, v) = run_with(
+            Some(registration()),
+            "../etc/passwd",
+            &good().build(key()),
+            Mode::Hook,
+            &Policy::default(),
+        )
+        .await;
+        assert_eq!(v.unwrap_err().check, Check::Input);
+    }
+
+    #[tokio::test]
+    async fn a_lost_compare_and_swap_is_a_rejection_and_registry_failure_an_error() {
+        let mem = MemRegistry::default();
+        mem.create(&registration()).await.unwrap();
+        let policy = Policy::default();
+        let d = Decider {
+            registry: &mem,
+            policy: &policy,
+            registry_deadline: Duration::from_secs(1),
+            who: "a".into(),
+        };
+        let pem = good().build(key());
+        let a = d.evaluate(CN, &pem, Mode::Sweep, now()).await.unwrap();
+        let b = d.evaluate(CN, &pem, Mode::Sweep, now()).await.unwrap();
+        let (a_ok, b_ok) = (a.verdict.unwrap(), b.verdict.unwrap());
+        assert!(
+            d.consume(&a_ok, &a.csr_sha256, now())
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        assert_eq!(
+            d.consume(&b_ok, &b.csr_sha256, now())
+                .await
+                .unwrap()
+                .unwrap_err()
+                .check,
+            Check::Consume
+        );
+
+        mem.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(d.evaluate(CN, &pem, Mode::Hook, now()).await.is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = csr::parse(&good().build(key()), &Policy::default()).unwrap();
+        assert!(!format!("{c:?}").contains(SECRET));
+        assert_eq!(c.challenge_password(), Some(SECRET.as_bytes()));
+    }
+}

@@ -1,0 +1,94 @@
+//! An in-memory [`Registry`] with the same compare-and-swap semantics as the real backends, for
+//! unit tests and the in-process decision benchmark. It can be switched "down" to act unreachable.
+
+use async_trait::async_trait;
+use schemas::registration::Registration;
+use schemas::registry::{Registry, RegistryError, Version};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct MemRegistry {
+    records: Mutex<BTreeMap<String, (Registration, u64)>>,
+    next: AtomicU64,
+    /// When set, every call fails with `Unreachable`.
+    pub down: AtomicBool,
+}
+
+impl MemRegistry {
+    fn up(&self) -> Result<(), RegistryError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(RegistryError::Unreachable {
+                location: self.location(),
+                reason: "switched down by the test".into(),
+            });
+        }
+        Ok(())
+    }
+    fn version(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::SeqCst) + 1
+    }
+    /// The stored record, for assertions.
+    pub fn peek(&self, certname: &str) -> Option<Registration> {
+        self.records
+            .lock()
+            .expect("lock")
+            .get(certname)
+            .map(|(r, _)| r.clone())
+    }
+}
+
+#[async_trait]
+impl Registry for MemRegistry {
+    fn location(&self) -> String {
+        "mem://test".into()
+    }
+    async fn create(&self, record: &Registration) -> Result<Version, RegistryError> {
+        self.up()?;
+        let v = self.version();
+        let mut m = self.records.lock().expect("lock");
+        if m.contains_key(&record.certname) {
+            return Err(RegistryError::AlreadyExists(record.certname.clone()));
+        }
+        m.insert(record.certname.clone(), (record.clone(), v));
+        Ok(Version(v.to_string()))
+    }
+    async fn get(&self, certname: &str) -> Result<Option<(Registration, Version)>, RegistryError> {
+        self.up()?;
+        Ok(self
+            .records
+            .lock()
+            .expect("lock")
+            .get(certname)
+            .map(|(r, v)| (r.clone(), Version(v.to_string()))))
+    }
+    async fn update(
+        &self,
+        record: &Registration,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        self.up()?;
+        let v = self.version();
+        let mut m = self.records.lock().expect("lock");
+        match m.get_mut(&record.certname) {
+            None => Err(RegistryError::NotFound(record.certname.clone())),
+            Some((_, cur)) if cur.to_string() != expected.0 => {
+                Err(RegistryError::Conflict(record.certname.clone()))
+            }
+            Some(slot) => {
+                *slot = (record.clone(), v);
+                Ok(Version(v.to_string()))
+            }
+        }
+    }
+    async fn delete(&self, certname: &str) -> Result<(), RegistryError> {
+        self.up()?;
+        self.records.lock().expect("lock").remove(certname);
+        Ok(())
+    }
+    async fn list(&self) -> Result<Vec<String>, RegistryError> {
+        self.up()?;
+        Ok(self.records.lock().expect("lock").keys().cloned().collect())
+    }
+}
