@@ -32,6 +32,16 @@ pub enum Command {
     Apply(crate::agent::ApplyArgs),
     /// Show the last run's result.
     Status(crate::agent::StatusArgs),
+    /// Write the man page and shell completions (used to build the Debian package).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Directory to write `bootcfg.1` and the completions (`bootcfg.bash`, `_bootcfg`, `bootcfg.fish`) into.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: std::path::PathBuf,
 }
 
 pub fn main() -> ExitCode {
@@ -43,6 +53,74 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => crate::agent::plan(args),
         Command::Apply(args) => crate::agent::apply(args),
         Command::Status(args) => crate::agent::status(args),
+        Command::Generate(args) => match generate(&args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("bootcfg generate: {e:#}");
+                1
+            }
+        },
     };
     ExitCode::from(code)
+}
+
+/// The man page and completions, from the same clap definitions `--help` uses.
+fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let dir = &args.out_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut man = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut man)
+        .context("rendering the man page")?;
+    std::fs::write(dir.join("bootcfg.1"), man)
+        .with_context(|| format!("writing {}/bootcfg.1", dir.display()))?;
+    for (shell, file) in [
+        (Shell::Bash, "bootcfg.bash"),
+        (Shell::Zsh, "_bootcfg"),
+        (Shell::Fish, "bootcfg.fish"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "bootcfg", &mut out);
+        std::fs::write(dir.join(file), out)
+            .with_context(|| format!("writing {}/{file}", dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every subcommand's help fits in 80 columns, as a terminal shows it.
+    #[test]
+    fn help_fits_80_columns() {
+        let mut cmd = Cli::command().term_width(80);
+        let mut names = vec![None];
+        names.extend(cmd.get_subcommands().map(|s| Some(s.get_name().to_owned())));
+        for name in names {
+            let help = match &name {
+                None => cmd.render_long_help().to_string(),
+                Some(n) => cmd
+                    .find_subcommand_mut(n)
+                    .unwrap()
+                    .render_long_help()
+                    .to_string(),
+            };
+            for line in help.lines() {
+                assert!(
+                    line.chars().count() <= 80,
+                    "{name:?}: help line over 80 columns: {line:?}"
+                );
+            }
+        }
+    }
 }
