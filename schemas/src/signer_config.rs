@@ -457,3 +457,17 @@ mod tests {
         assert!(parse_duration("s").is_err());
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn examples_signer_yaml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/signer.yaml");
+        let c = SignerConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.registry, "s3://acme-bootcfg/prod");
+        assert_eq!(c.ca.method, CaMethod::Auto);
+        assert_eq!(c.deadlines.ca, Duration::from_secs(10));
+    }
+}

@@ -98,6 +98,9 @@ pub struct Decider<'a> {
     pub registry_deadline: Duration,
     /// Recorded in the consumption: `autosign@host`, `sweep@host`.
     pub who: String,
+    /// How long after a consumption the sweep may sign the same CSR again (retry rule). Keeps the
+    /// sweep from racing the CA signing right after the hook that consumed it exited 0.
+    pub retry_grace: chrono::Duration,
 }
 
 impl Decider<'_> {
@@ -151,12 +154,20 @@ impl Decider<'_> {
             );
             return Ok(ev);
         };
-        ev.verdict =
-            check_against(&csr, certname, &reg, self.policy, mode, now).map(|retry| Approval {
-                registration: reg,
-                version,
-                retry,
-            });
+        ev.verdict = check_against(
+            &csr,
+            certname,
+            &reg,
+            self.policy,
+            mode,
+            now,
+            self.retry_grace,
+        )
+        .map(|retry| Approval {
+            registration: reg,
+            version,
+            retry,
+        });
         Ok(ev)
     }
 
@@ -236,6 +247,7 @@ pub fn check_against(
     policy: &Policy,
     mode: Mode,
     now: DateTime<Utc>,
+    retry_grace: chrono::Duration,
 ) -> Result<bool, Rejection> {
     // 3. registration
     let mut retry = false;
@@ -252,7 +264,26 @@ pub fn check_against(
                 .consumed
                 .as_ref()
                 .expect("consumed state has a consumption");
-            if mode == Mode::Sweep && c.csr_sha256 == csr.sha256 && now < reg.expires_at {
+            let same_csr = mode == Mode::Sweep && c.csr_sha256 == csr.sha256;
+            if same_csr && now >= reg.expires_at {
+                return reject(
+                    Check::Registration,
+                    format!(
+                        "registration consumed by this CSR but expired at {}",
+                        reg.expires_at.to_rfc3339()
+                    ),
+                );
+            } else if same_csr && now - c.at < retry_grace {
+                return reject(
+                    Check::Registration,
+                    format!(
+                        "registration consumed by this CSR at {} by {}; left to that signer for {}s before a retry",
+                        c.at.to_rfc3339(),
+                        c.by,
+                        retry_grace.num_seconds()
+                    ),
+                );
+            } else if same_csr {
                 retry = true;
             } else {
                 return reject(
@@ -495,6 +526,7 @@ mod tests {
             registry: &mem,
             policy,
             registry_deadline: Duration::from_secs(1),
+            retry_grace: chrono::Duration::zero(),
             who: "test@host".into(),
         };
         let ev = d.evaluate(certname, pem, mode, now()).await.unwrap();
@@ -724,8 +756,28 @@ mod tests {
         )
         .await;
         assert_eq!(v.unwrap_err().check, Check::Registration);
-        let (_, v) = run_with(Some(consumed), CN, &pem, Mode::Sweep, &Policy::default()).await;
+        let (_, v) = run_with(
+            Some(consumed.clone()),
+            CN,
+            &pem,
+            Mode::Sweep,
+            &Policy::default(),
+        )
+        .await;
         assert!(v.unwrap().retry);
+        // Within the grace period the sweep leaves it to the signer that consumed it.
+        let mem = MemRegistry::default();
+        mem.create(&consumed).await.unwrap();
+        let policy = Policy::default();
+        let d = Decider {
+            registry: &mem,
+            policy: &policy,
+            registry_deadline: Duration::from_secs(1),
+            who: "s".into(),
+            retry_grace: chrono::Duration::seconds(60),
+        };
+        let ev = d.evaluate(CN, &pem, Mode::Sweep, now()).await.unwrap();
+        assert!(ev.verdict.unwrap_err().reason.contains("before a retry"));
     }
 
     #[tokio::test]
@@ -767,6 +819,7 @@ mod tests {
             registry: &mem,
             policy: &policy,
             registry_deadline: Duration::from_secs(1),
+            retry_grace: chrono::Duration::zero(),
             who: "a".into(),
         };
         let pem = good().build(key());

@@ -10,8 +10,12 @@
 //! compare-and-swap for that CSR; any error (registry, CA, deadline) leaves the CSR unsigned.
 
 pub mod audit;
+pub mod ca;
+pub mod cli;
 pub mod craft;
 pub mod csr;
 pub mod decide;
 pub mod der;
+pub mod hook;
 pub mod memreg;
+pub mod sweep;

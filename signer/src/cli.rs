@@ -1,0 +1,219 @@
+//! Command line: `signer autosign CERTNAME` and `signer sweep`.
+
+use crate::hook::exit;
+use crate::sweep::Report;
+use clap::{Parser, Subcommand, ValueEnum};
+use schemas::signer_config::{SignerConfig, parse_duration};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Puppet Server policy executable (puppet.conf [server] autosign = /usr/local/sbin/bootcfg-autosign):
+  #   #!/bin/sh
+  #   exec /usr/bin/signer --config /etc/bootcfg/signer.yaml autosign \"$1\"
+  signer --config /etc/bootcfg/signer.yaml autosign 0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11 < req.pem
+
+  # cron, every minute: sign what the hook could not (CSRs that arrived before their registration)
+  signer sweep --output json
+
+  # systemd service: poll every 5 seconds
+  signer sweep --watch --interval 5s
+
+  # report what would be signed, sign nothing
+  signer sweep --dry-run
+
+Exit codes: 0 approved/ran, 1 rejected (autosign), 2 bad config or usage,
+3 registry or CA unavailable (nothing signed), 4 autosign deadline ran out.";
+
+/// Signs Puppet CSRs only for certnames the conductor registered, and only with the CSR proving
+/// the registration's one-time secret. Anything else stays pending and is reported.
+#[derive(Debug, Parser)]
+#[command(name = "signer", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// The signer config (see examples/signer.yaml).
+    #[arg(
+        long,
+        short,
+        env = "SIGNER_CONFIG",
+        default_value = "/etc/bootcfg/signer.yaml",
+        global = true
+    )]
+    pub config: PathBuf,
+    /// Output format of results on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Puppet's policy-based autosign executable: CSR PEM on stdin, exit 0 to sign.
+    #[command(
+        after_help = "Example:\n  signer autosign 0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11 < req.pem; echo $?"
+    )]
+    Autosign {
+        /// The certname Puppet asks about (its only argument to the executable).
+        certname: String,
+    },
+    /// Decide every pending CSR through the CA API (or CLI) and sign the approved ones.
+    #[command(
+        after_help = "Examples:\n  signer sweep --dry-run --output json\n  signer sweep --watch --interval 5s"
+    )]
+    Sweep {
+        /// Report decisions, sign nothing, consume nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep sweeping every --interval until stopped.
+        #[arg(long)]
+        watch: bool,
+        /// Time between sweeps with --watch (`5s`, `1m`).
+        #[arg(long, default_value = "5s", value_parser = parse_interval)]
+        interval: Duration,
+    },
+    /// Validate the config file and print the resolved CA paths.
+    #[command(after_help = "Example:\n  signer --config /etc/bootcfg/signer.yaml check-config")]
+    CheckConfig,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The hook's stderr lands in the Puppet Server log at WARN: stay quiet unless asked.
+    init_tracing(if matches!(cli.command, Command::Autosign { .. }) {
+        "warn"
+    } else {
+        "info"
+    });
+    let cfg = match SignerConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    match cli.command {
+        Command::Autosign { certname } => ExitCode::from(crate::hook::run(&cfg, &certname)),
+        Command::Sweep {
+            dry_run,
+            watch,
+            interval,
+        } => ExitCode::from(run_sweep(
+            &cfg,
+            cli.output,
+            dry_run,
+            watch.then_some(interval),
+        )),
+        Command::CheckConfig => match crate::ca::resolve(&cfg.ca, cfg.deadlines.ca) {
+            Ok(p) => {
+                println!(
+                    "config {} is valid\nregistry: {}\nCA: {}\nclient cert: {}\nclient key: {}\nCA bundle: {}\nCSR dir: {}",
+                    cli.config.display(),
+                    cfg.registry,
+                    p.server_url,
+                    p.client_cert.display(),
+                    p.client_key.display(),
+                    p.ca_bundle.display(),
+                    p.csrdir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(exit::CONFIG)
+            }
+        },
+    }
+}
+
+fn run_sweep(cfg: &SignerConfig, output: Output, dry_run: bool, watch: Option<Duration>) -> u8 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    rt.block_on(async {
+        loop {
+            let report = match crate::ca::resolve(&cfg.ca, cfg.deadlines.ca)
+                .and_then(|paths| crate::ca::open(&cfg.ca, &paths, cfg.deadlines.ca))
+            {
+                Ok(ca) => crate::sweep::sweep_once(cfg, ca.as_ref(), dry_run).await,
+                Err(e) => Report {
+                    error: Some(format!("CA: {e:#}")),
+                    ..Report::default()
+                },
+            };
+            print_report(&report, output);
+            let code = if report.failed() {
+                exit::UNAVAILABLE
+            } else {
+                exit::OK
+            };
+            let Some(every) = watch else { return code };
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = tokio::signal::ctrl_c() => return code,
+            }
+        }
+    })
+}
+
+fn print_report(r: &Report, output: Output) {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(r).expect("a report serialises")),
+        Output::Text => {
+            if r.skipped_locked {
+                println!("skipped: another sweep holds the lock");
+                return;
+            }
+            for i in &r.items {
+                let why = i
+                    .reason
+                    .as_deref()
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default();
+                println!(
+                    "{:<10} {}{}",
+                    format!("{:?}", i.decision).to_lowercase(),
+                    i.certname,
+                    why
+                );
+            }
+            println!(
+                "pending {}, signed {}, would sign {}, rejected {}, errors {}",
+                r.pending, r.signed, r.would_sign, r.rejected, r.errors
+            );
+        }
+    }
+    if let Some(e) = &r.error {
+        eprintln!("error: {e}; nothing more was signed in this run, the next run retries");
+    }
+}

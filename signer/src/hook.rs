@@ -1,0 +1,168 @@
+//! `signer autosign CERTNAME`: Puppet Server's policy-based autosign executable.
+//!
+//! The CSR PEM arrives on stdin; exit 0 means "sign", anything else leaves it pending. Puppet
+//! imposes no timeout, so the run has its own hard deadline: an async timeout around the decision,
+//! and a watchdog thread that exits the process if even reading stdin hangs. If the deadline
+//! strikes after the registration was consumed, the CSR stays pending and the sweep's retry rule
+//! (same CSR fingerprint) signs it later.
+
+use crate::audit::{AuditLog, Outcome, Record};
+use crate::decide::{Decider, Mode};
+use schemas::registry::RegistryOptions;
+use schemas::signer_config::SignerConfig;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+/// Exit codes of `signer autosign` (and of `signer` generally).
+pub mod exit {
+    /// Approved (hook: Puppet signs); sweep: ran to completion.
+    pub const OK: u8 = 0;
+    /// Rejected: the CSR stays pending.
+    pub const REJECTED: u8 = 1;
+    /// Bad usage or configuration.
+    pub const CONFIG: u8 = 2;
+    /// Registry or CA unreachable, or another infrastructure failure: nothing signed.
+    pub const UNAVAILABLE: u8 = 3;
+    /// The hook's deadline ran out: nothing approved.
+    pub const DEADLINE: u8 = 4;
+}
+
+/// Run the hook; returns the exit code. Every path writes one audit line (except a watchdog exit,
+/// which can only print to stderr).
+pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
+    let deadline = cfg.deadlines.hook;
+    let started = Instant::now();
+    let watchdog_certname: String = certname.chars().take(255).collect();
+    // Last resort: whatever blocks (stdin, DNS, a wedged syscall), the process ends, rejecting.
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline + Duration::from_millis(500));
+        eprintln!(
+            "signer: rejected {watchdog_certname}: deadline: no decision within {deadline:?} (watchdog)"
+        );
+        std::process::exit(i32::from(exit::DEADLINE));
+    });
+    let audit = AuditLog::new(&cfg.audit_log);
+    let log = |rec: Record| {
+        if let Err(e) = audit.write(&rec) {
+            eprintln!(
+                "signer: cannot write the audit log {}: {e}",
+                audit.path().display()
+            );
+        }
+    };
+
+    // Read at most max+1 bytes: larger input is refused without being read in full.
+    let mut pem = Vec::new();
+    let limit = cfg.policy.max_csr_bytes as u64 + 1;
+    if let Err(e) = std::io::stdin().lock().take(limit).read_to_end(&mut pem) {
+        eprintln!("signer: rejected {certname}: input: reading the CSR from stdin: {e}");
+        log(Record::new(
+            Mode::Hook,
+            certname,
+            "",
+            Outcome::Error,
+            None,
+            Some(format!("reading stdin: {e}")),
+        ));
+        return exit::UNAVAILABLE;
+    }
+
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("signer: cannot start the async runtime: {e}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    let remaining = deadline.saturating_sub(started.elapsed());
+    let sha_of_input = crate::csr::fingerprint(&pem);
+    let result =
+        rt.block_on(async { tokio::time::timeout(remaining, decide(cfg, certname, &pem)).await });
+    match result {
+        Ok(Ok((sha, None))) => {
+            log(Record::new(
+                Mode::Hook,
+                certname,
+                &sha,
+                Outcome::Approved,
+                None,
+                None,
+            ));
+            tracing::info!(certname, csr_sha256 = %sha, "approved");
+            exit::OK
+        }
+        Ok(Ok((sha, Some(rej)))) => {
+            eprintln!(
+                "signer: rejected {certname}: {:?}: {}",
+                rej.check, rej.reason
+            );
+            log(Record::new(
+                Mode::Hook,
+                certname,
+                &sha,
+                Outcome::Rejected,
+                Some(rej.check),
+                Some(rej.reason),
+            ));
+            exit::REJECTED
+        }
+        Ok(Err(e)) => {
+            eprintln!("signer: not signing {certname}: {e:#}");
+            log(Record::new(
+                Mode::Hook,
+                certname,
+                &sha_of_input,
+                Outcome::Error,
+                None,
+                Some(format!("{e:#}")),
+            ));
+            exit::UNAVAILABLE
+        }
+        Err(_) => {
+            eprintln!("signer: rejected {certname}: deadline: no decision within {deadline:?}");
+            log(Record::new(
+                Mode::Hook,
+                certname,
+                &sha_of_input,
+                Outcome::Error,
+                None,
+                Some(format!("deadline of {deadline:?} ran out")),
+            ));
+            exit::DEADLINE
+        }
+    }
+}
+
+/// Decide and consume. `Ok((sha, None))` = approved and consumed.
+async fn decide(
+    cfg: &SignerConfig,
+    certname: &str,
+    pem: &[u8],
+) -> anyhow::Result<(String, Option<crate::decide::Rejection>)> {
+    let opts = RegistryOptions {
+        region: cfg.region.clone(),
+        profile: cfg.profile.clone(),
+        endpoint_url: None,
+    };
+    let registry = schemas::registry::open(&cfg.registry, &opts).await?;
+    let decider = Decider {
+        registry: registry.as_ref(),
+        policy: &cfg.policy,
+        registry_deadline: cfg.deadlines.registry,
+        who: format!("autosign@{}", crate::ca::hostname()),
+        retry_grace: chrono::Duration::zero(),
+    };
+    let now = chrono::Utc::now();
+    let ev = decider.evaluate(certname, pem, Mode::Hook, now).await?;
+    let approval = match ev.verdict {
+        Ok(a) => a,
+        Err(r) => return Ok((ev.csr_sha256, Some(r))),
+    };
+    match decider.consume(&approval, &ev.csr_sha256, now).await? {
+        Ok(_) => Ok((ev.csr_sha256, None)),
+        Err(r) => Ok((ev.csr_sha256, Some(r))),
+    }
+}

@@ -1,0 +1,350 @@
+//! `signer sweep`: decide every pending CSR the CA holds, and sign the approved ones.
+//!
+//! Per CSR: fetch it (checking it against the listed fingerprint), evaluate, consume the
+//! registration (compare-and-swap), fetch it **again** and compare its SHA-256 with the one that
+//! was decided, then `PUT certificate_status/<name>` `{"desired_state":"signed"}`.
+//! An exclusive lock on `lock_file` keeps overlapping runs on one host apart; the CAS keeps
+//! signers on different hosts (or the hook and a sweep) apart.
+
+use crate::audit::{AuditLog, Outcome, Record};
+use crate::ca::{Ca, SignOutcome};
+use crate::decide::{Check, DecideError, Decider, Mode};
+use anyhow::{Context, Result};
+use schemas::registry::{Registry, RegistryOptions};
+use schemas::signer_config::SignerConfig;
+use serde::Serialize;
+use std::fs::File;
+
+/// One CSR's result in a sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub certname: String,
+    pub csr_sha256: String,
+    pub decision: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What one sweep did; printed as JSON with `--output json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub pending: usize,
+    pub signed: usize,
+    pub rejected: usize,
+    pub would_sign: usize,
+    pub errors: usize,
+    /// Set when the run stopped early (registry or CA unreachable), or was skipped (lock held).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub skipped_locked: bool,
+    pub items: Vec<Item>,
+}
+
+impl Report {
+    fn push(&mut self, audit: &AuditLog, item: Item) {
+        match item.decision {
+            Outcome::Signed | Outcome::Approved => self.signed += 1,
+            Outcome::Rejected => self.rejected += 1,
+            Outcome::WouldSign => self.would_sign += 1,
+            Outcome::Error => self.errors += 1,
+        }
+        let rec = Record::new(
+            Mode::Sweep,
+            &item.certname,
+            &item.csr_sha256,
+            item.decision,
+            item.check,
+            item.reason.clone(),
+        );
+        if let Err(e) = audit.write(&rec) {
+            tracing::error!("cannot write the audit log {}: {e}", audit.path().display());
+            self.errors += 1;
+        }
+        match item.decision {
+            Outcome::Rejected => {
+                tracing::info!(certname = %item.certname, check = ?item.check, reason = item.reason.as_deref().unwrap_or(""), "left pending")
+            }
+            Outcome::Error => {
+                tracing::error!(certname = %item.certname, reason = item.reason.as_deref().unwrap_or(""), "not signed")
+            }
+            _ => tracing::info!(certname = %item.certname, decision = ?item.decision, "decided"),
+        }
+        self.items.push(item);
+    }
+
+    /// Whether the run failed in a way that must give a non-zero exit.
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || self.errors > 0
+    }
+}
+
+/// Take the sweep lock without waiting. `Ok(None)` means another sweep holds it.
+pub fn try_lock(cfg: &SignerConfig) -> Result<Option<File>> {
+    if let Some(dir) = cfg.lock_file.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&cfg.lock_file)
+        .with_context(|| format!("opening the lock file {}", cfg.lock_file.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", cfg.lock_file.display()))
+        }
+    }
+}
+
+/// Open the registry and CA from the config and sweep once (under the lock).
+pub async fn sweep_once(cfg: &SignerConfig, ca: &dyn Ca, dry_run: bool) -> Report {
+    let Ok(lock) = try_lock(cfg) else {
+        return Report {
+            error: Some(format!("cannot take the lock {}", cfg.lock_file.display())),
+            ..Report::default()
+        };
+    };
+    let Some(_lock) = lock else {
+        tracing::info!(
+            "another sweep holds {}; skipping this run",
+            cfg.lock_file.display()
+        );
+        return Report {
+            skipped_locked: true,
+            ..Report::default()
+        };
+    };
+    let opts = RegistryOptions {
+        region: cfg.region.clone(),
+        profile: cfg.profile.clone(),
+        endpoint_url: None,
+    };
+    let registry = match schemas::registry::open(&cfg.registry, &opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Report {
+                error: Some(e.to_string()),
+                ..Report::default()
+            };
+        }
+    };
+    sweep_with(cfg, registry.as_ref(), ca, dry_run).await
+}
+
+/// One sweep against a given registry and CA (no lock).
+pub async fn sweep_with(
+    cfg: &SignerConfig,
+    registry: &dyn Registry,
+    ca: &dyn Ca,
+    dry_run: bool,
+) -> Report {
+    let audit = AuditLog::new(&cfg.audit_log);
+    let decider = Decider {
+        registry,
+        policy: &cfg.policy,
+        registry_deadline: cfg.deadlines.registry,
+        who: format!("sweep@{}", crate::ca::hostname()),
+        retry_grace: chrono::Duration::from_std(cfg.deadlines.hook * 2)
+            .unwrap_or_else(|_| chrono::Duration::seconds(10))
+            .max(chrono::Duration::seconds(10)),
+    };
+    let mut report = Report::default();
+    let pending = match ca.pending().await {
+        Ok(p) => p,
+        Err(e) => {
+            report.error = Some(format!("listing pending CSRs: {e:#}"));
+            return report;
+        }
+    };
+    report.pending = pending.len();
+    for p in pending {
+        let item = |sha: &str, decision, check, reason: Option<String>| Item {
+            certname: p.name.clone(),
+            csr_sha256: sha.to_owned(),
+            decision,
+            check,
+            reason,
+        };
+        let pem = match ca.csr(&p.name).await {
+            Ok(Some(pem)) => pem,
+            Ok(None) => continue, // signed or deleted since the listing
+            Err(e) => {
+                report.error = Some(format!("fetching the CSR of {}: {e:#}", p.name));
+                return report;
+            }
+        };
+        let now = chrono::Utc::now();
+        let ev = match decider.evaluate(&p.name, &pem, Mode::Sweep, now).await {
+            Ok(ev) => ev,
+            Err(e) => {
+                let msg = registry_message(&e);
+                report.push(
+                    &audit,
+                    item(
+                        &crate::csr::fingerprint(&pem),
+                        Outcome::Error,
+                        None,
+                        Some(msg.clone()),
+                    ),
+                );
+                report.error = Some(msg);
+                return report;
+            }
+        };
+        if let Some(listed) = &p.sha256
+            && *listed != ev.csr_sha256
+        {
+            report.push(
+                &audit,
+                item(
+                    &ev.csr_sha256,
+                    Outcome::Rejected,
+                    Some(Check::Ca),
+                    Some(format!("CSR changed while it was read (listed {listed})")),
+                ),
+            );
+            continue;
+        }
+        let approval = match ev.verdict {
+            Ok(a) => a,
+            Err(r) => {
+                report.push(
+                    &audit,
+                    item(
+                        &ev.csr_sha256,
+                        Outcome::Rejected,
+                        Some(r.check),
+                        Some(r.reason),
+                    ),
+                );
+                continue;
+            }
+        };
+        if dry_run {
+            report.push(
+                &audit,
+                item(
+                    &ev.csr_sha256,
+                    Outcome::WouldSign,
+                    None,
+                    approval
+                        .retry
+                        .then(|| "retry for the CSR this registration was consumed by".into()),
+                ),
+            );
+            continue;
+        }
+        match decider.consume(&approval, &ev.csr_sha256, now).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(r)) => {
+                report.push(
+                    &audit,
+                    item(
+                        &ev.csr_sha256,
+                        Outcome::Rejected,
+                        Some(r.check),
+                        Some(r.reason),
+                    ),
+                );
+                continue;
+            }
+            Err(e) => {
+                let msg = registry_message(&e);
+                report.push(
+                    &audit,
+                    item(&ev.csr_sha256, Outcome::Error, None, Some(msg.clone())),
+                );
+                report.error = Some(msg);
+                return report;
+            }
+        }
+        // Re-check the fingerprint immediately before signing: the CA approves a name, not a CSR.
+        let again = match ca.csr(&p.name).await {
+            Ok(Some(pem)) => crate::csr::fingerprint(&pem),
+            Ok(None) => {
+                report.push(&audit, item(&ev.csr_sha256, Outcome::Rejected, Some(Check::Ca), Some("CSR disappeared after the registration was consumed (signed or deleted meanwhile)".into())));
+                continue;
+            }
+            Err(e) => {
+                let msg = format!(
+                    "re-fetching the CSR of {} before signing: {e:#}; the registration is consumed for this CSR and the next run retries",
+                    p.name
+                );
+                report.push(
+                    &audit,
+                    item(&ev.csr_sha256, Outcome::Error, None, Some(msg.clone())),
+                );
+                report.error = Some(msg);
+                return report;
+            }
+        };
+        if again != ev.csr_sha256 {
+            report.push(
+                &audit,
+                item(
+                    &ev.csr_sha256,
+                    Outcome::Rejected,
+                    Some(Check::Ca),
+                    Some(format!(
+                        "CSR was replaced before signing (now {again}); not signing"
+                    )),
+                ),
+            );
+            continue;
+        }
+        match ca.sign(&p.name).await {
+            Ok(SignOutcome::Signed) => report.push(
+                &audit,
+                item(
+                    &ev.csr_sha256,
+                    Outcome::Signed,
+                    None,
+                    approval
+                        .retry
+                        .then(|| "retry for the CSR this registration was consumed by".into()),
+                ),
+            ),
+            Ok(SignOutcome::Gone) => report.push(
+                &audit,
+                item(
+                    &ev.csr_sha256,
+                    Outcome::Rejected,
+                    Some(Check::Ca),
+                    Some("CA has no pending CSR under this name any more".into()),
+                ),
+            ),
+            Ok(SignOutcome::Refused(why)) => report.push(
+                &audit,
+                item(
+                    &ev.csr_sha256,
+                    Outcome::Rejected,
+                    Some(Check::Ca),
+                    Some(format!("CA refused to sign: {why}")),
+                ),
+            ),
+            Err(e) => {
+                let msg = format!(
+                    "signing {}: {e:#}; the registration is consumed for this CSR and the next run retries",
+                    p.name
+                );
+                report.push(
+                    &audit,
+                    item(&ev.csr_sha256, Outcome::Error, None, Some(msg.clone())),
+                );
+                report.error = Some(msg);
+                return report;
+            }
+        }
+    }
+    report
+}
+
+fn registry_message(e: &DecideError) -> String {
+    format!("registry: {e}")
+}
