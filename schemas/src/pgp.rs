@@ -87,11 +87,11 @@ pub fn dearmor(armored: &str) -> Result<Vec<u8>, PgpError> {
             if line.starts_with("-----") {
                 return Err(PgpError::Unterminated);
             }
-            if let Some(c) = line.strip_prefix('=') {
-                if line.len() == 5 {
-                    crc = Some(c.to_owned());
-                    continue;
-                }
+            if let Some(c) = line.strip_prefix('=')
+                && line.len() == 5
+            {
+                crc = Some(c.to_owned());
+                continue;
             }
             body.push_str(line);
         }

@@ -1,0 +1,1172 @@
+//! From the located YAML tree to [`UserData`]: reads both syntaxes (cloud-init's `apt:` form and
+//! the original RFC's top-level keys), checks every value, and reports each problem at its place.
+//! When both syntaxes set the same thing differently, both keys are named in one error.
+
+use super::checks::{self, Problem};
+use super::keys;
+use super::model::*;
+use super::yaml::{Kind, Node};
+use crate::diag::{Diagnostic, Severity};
+use std::collections::BTreeMap;
+
+pub(crate) struct Ctx {
+    /// Diagnostic file name for each part (index = `Node::part`).
+    pub labels: Vec<String>,
+    pub diags: Vec<Diagnostic>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn idx(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+impl Ctx {
+    fn push(
+        &mut self,
+        sev: Severity,
+        node: &Node,
+        path: &str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        let file = self.labels.get(node.part).cloned().unwrap_or_default();
+        let d = match sev {
+            Severity::Error => Diagnostic::error(file, path, message, fix),
+            Severity::Warning => Diagnostic::warning(file, path, message, fix),
+        };
+        self.diags.push(d.at(node.loc));
+    }
+    pub fn err(
+        &mut self,
+        node: &Node,
+        path: &str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.push(Severity::Error, node, path, message, fix);
+    }
+    pub fn warn(
+        &mut self,
+        node: &Node,
+        path: &str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.push(Severity::Warning, node, path, message, fix);
+    }
+    fn problem(&mut self, node: &Node, path: &str, p: Problem) {
+        self.err(node, path, p.message, p.fix);
+    }
+    fn check(&mut self, node: &Node, path: &str, r: checks::Check) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(p) => {
+                self.problem(node, path, p);
+                false
+            }
+        }
+    }
+    fn at(&self, node: &Node) -> String {
+        format!(
+            "{}:{}",
+            self.labels.get(node.part).map(String::as_str).unwrap_or(""),
+            node.loc.line
+        )
+    }
+
+    fn type_err(&mut self, node: &Node, path: &str, want: &str, fix: &str) {
+        self.err(
+            node,
+            path,
+            format!("expected {want}, found {}", node.type_name()),
+            fix,
+        );
+    }
+
+    /// A mapping whose keys must be in `allowed`; unknown keys are errors with a hint.
+    fn map<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        allowed: &[&str],
+    ) -> Option<Vec<(&'n str, &'n Node)>> {
+        let Kind::Map(pairs) = &node.kind else {
+            self.type_err(
+                node,
+                path,
+                "a mapping (`key: value` lines)",
+                "indent the keys below this one",
+            );
+            return None;
+        };
+        let mut out: Vec<(&str, &Node)> = Vec::new();
+        for (k, v) in pairs {
+            let Some(key) = k.as_text() else {
+                self.err(
+                    k,
+                    path,
+                    "mapping keys must be plain strings",
+                    "use a simple word as the key",
+                );
+                continue;
+            };
+            let kp = join(path, key);
+            if out.iter().any(|(seen, _)| *seen == key) {
+                self.err(
+                    k,
+                    &kp,
+                    format!("duplicate key `{key}`"),
+                    "keep only one of them",
+                );
+                continue;
+            }
+            if !allowed.is_empty() && !allowed.contains(&key) {
+                let hint = checks::did_you_mean(key, allowed.iter().copied());
+                let fix = match hint {
+                    Some(h) => format!("did you mean `{h}`?"),
+                    None => format!("allowed keys here: {}", allowed.join(", ")),
+                };
+                self.err(k, &kp, format!("unknown key `{key}`"), fix);
+                continue;
+            }
+            out.push((key, v));
+        }
+        Some(out)
+    }
+
+    /// A mapping with free-form keys (names of sources, debconf sets, …).
+    fn any_map<'n>(&mut self, node: &'n Node, path: &str) -> Option<Vec<(&'n str, &'n Node)>> {
+        self.map(node, path, &[])
+    }
+
+    fn seq<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Node]> {
+        match &node.kind {
+            Kind::Seq(items) => Some(items),
+            _ => {
+                self.type_err(
+                    node,
+                    path,
+                    "a list (`- item` lines)",
+                    "write each item on its own `- ` line",
+                );
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
+        let b = node.as_bool();
+        if b.is_none() {
+            self.type_err(
+                node,
+                path,
+                "a boolean",
+                "write `true` or `false` (unquoted)",
+            );
+        }
+        b
+    }
+
+    /// Any scalar's text. Null is `None` without an error (an absent value).
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.kind {
+            Kind::Scalar { .. } => node.as_text().map(str::to_owned),
+            _ => {
+                self.type_err(
+                    node,
+                    path,
+                    "a string",
+                    "write a single value (quote it if it has `:` or `#`)",
+                );
+                None
+            }
+        }
+    }
+
+    /// A required, non-empty string.
+    fn req_string(&mut self, node: &Node, path: &str) -> Option<String> {
+        let s = self.string(node, path);
+        if s.is_none() && node.is_null() {
+            self.err(
+                node,
+                path,
+                "the value is empty",
+                "give a value or remove the key",
+            );
+        }
+        s
+    }
+
+    fn strings(&mut self, node: &Node, path: &str) -> Vec<String> {
+        let Some(items) = self.seq(node, path) else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| self.req_string(n, &idx(path, i)))
+            .collect()
+    }
+}
+
+/// A value that two keys (one per syntax, or two aliases) may set: the second, if different,
+/// is an error naming both.
+struct Slot<T> {
+    val: Option<T>,
+    from: Option<(String, String)>,
+}
+
+impl<T: PartialEq> Slot<T> {
+    fn new() -> Self {
+        Slot {
+            val: None,
+            from: None,
+        }
+    }
+    fn set(&mut self, ctx: &mut Ctx, node: &Node, path: &str, v: T) {
+        if let (Some(old), Some((p, at))) = (&self.val, &self.from) {
+            if *old != v {
+                ctx.err(
+                    node,
+                    path,
+                    format!("`{path}` and `{p}` (at {at}) both set this, to different values"),
+                    "keep only one of them (the `apt:` form is preferred)",
+                );
+            }
+            return;
+        }
+        self.from = Some((path.to_owned(), ctx.at(node)));
+        self.val = Some(v);
+    }
+}
+
+struct Deferred<'n> {
+    source: usize,
+    node: &'n Node,
+    path: String,
+    /// The entry names a key (valid or not: an invalid one is reported on its own).
+    keyed: bool,
+}
+
+struct State<'n> {
+    http: Slot<String>,
+    https: Slot<String>,
+    ftp: Slot<String>,
+    preserve: Slot<bool>,
+    sources_list: Slot<String>,
+    repo_match: Slot<String>,
+    primary: Slot<Vec<Mirror>>,
+    sources: Slot<Vec<Source>>,
+    debconf: Slot<Vec<DebconfSet>>,
+    source_lines: Vec<Deferred<'n>>,
+}
+
+/// Build the model from the merged root mapping.
+pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
+    let mut ud = UserData::default();
+    let Kind::Map(pairs) = &root.kind else {
+        ctx.type_err(
+            root,
+            "",
+            "a mapping of cloud-config keys",
+            "start with top-level keys such as `packages:` or `apt:`",
+        );
+        return ud;
+    };
+    let mut st = State {
+        http: Slot::new(),
+        https: Slot::new(),
+        ftp: Slot::new(),
+        preserve: Slot::new(),
+        sources_list: Slot::new(),
+        repo_match: Slot::new(),
+        primary: Slot::new(),
+        sources: Slot::new(),
+        debconf: Slot::new(),
+        source_lines: Vec::new(),
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut legacy_mirror: Option<(&Node, Mirror)> = None;
+    for (k, v) in pairs {
+        let Some(key) = k.as_text() else {
+            ctx.err(
+                k,
+                "",
+                "top-level keys must be plain strings",
+                "use a cloud-config key such as `packages`",
+            );
+            continue;
+        };
+        if seen.contains(&key) {
+            ctx.err(
+                k,
+                key,
+                format!("duplicate key `{key}`"),
+                "keep only one of them",
+            );
+            continue;
+        }
+        seen.push(key);
+        let path = key;
+        match key {
+            "apt" => apt(ctx, &mut st, &mut ud, v),
+            "apt_pipelining" => ud.apt.pipelining = pipelining(ctx, v, path),
+            "packages" => {
+                if let Some(items) = ctx.seq(v, path) {
+                    for (i, item) in items.iter().enumerate() {
+                        package_item(ctx, item, &idx(path, i), &mut ud.packages.install);
+                    }
+                }
+            }
+            "package_update" | "apt_update" => ud.packages.update |= ctx.bool(v, path).unwrap_or(false),
+            "package_upgrade" | "apt_upgrade" => ud.packages.upgrade |= ctx.bool(v, path).unwrap_or(false),
+            "package_reboot_if_required" | "apt_reboot_if_required" => {
+                ud.packages.reboot_if_required |= ctx.bool(v, path).unwrap_or(false)
+            }
+            "puppet" => ud.puppet = puppet(ctx, v, path),
+            // The original RFC's top-level keys.
+            "apt_sources" => {
+                let list = match &v.kind {
+                    Kind::Map(_) => source_map(ctx, &mut st, v, path),
+                    _ => {
+                        let mut out = Vec::new();
+                        if let Some(items) = ctx.seq(v, path) {
+                            for (i, item) in items.iter().enumerate() {
+                                let p = idx(path, i);
+                                if let Some(s) = source_entry(ctx, &mut st, item, &p, &p, keys::LEGACY_SOURCES_FILE, out.len()) {
+                                    out.push(s);
+                                }
+                            }
+                        }
+                        out
+                    }
+                };
+                st.sources.set(ctx, v, path, list);
+            }
+            "apt_conf" => {
+                if let Some(items) = ctx.seq(v, path) {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(f) = conf_file(ctx, item, &idx(path, i)) {
+                            ud.apt.conf_files.push(f);
+                        }
+                    }
+                }
+            }
+            "debconf_selections" => {
+                if let Some(lines) = ctx.req_string(v, path)
+                    && debconf_lines(ctx, v, path, &lines) {
+                        st.debconf.set(ctx, v, path, vec![DebconfSet { name: "debconf_selections".into(), lines }]);
+                    }
+            }
+            "apt_mirror" => {
+                if let Some(uri) = ctx.string(v, path).filter(|s| !s.is_empty())
+                    && ctx.check(v, path, checks::mirror_uri(&uri)) {
+                        legacy_mirror.get_or_insert((v, default_mirror())).1.uri = Some(uri);
+                    }
+            }
+            "apt_mirror_search" => {
+                let list = ctx.strings(v, path);
+                for (i, u) in list.iter().enumerate() {
+                    ctx.check(v, &idx(path, i), checks::mirror_uri(u));
+                }
+                if !list.is_empty() {
+                    legacy_mirror.get_or_insert((v, default_mirror())).1.search = list;
+                }
+            }
+            "apt_mirror_search_dns" => {
+                if ctx.bool(v, path) == Some(true) {
+                    legacy_mirror.get_or_insert((v, default_mirror())).1.search_dns = true;
+                }
+            }
+            "apt_proxy" | "apt_http_proxy" => proxy(ctx, &mut st.http, v, path),
+            // Each to its own protocol: cloud-init swaps these two (a bug since 2016); we do not.
+            "apt_https_proxy" => proxy(ctx, &mut st.https, v, path),
+            "apt_ftp_proxy" => proxy(ctx, &mut st.ftp, v, path),
+            "apt_preserve_sources_list" => {
+                if let Some(b) = ctx.bool(v, path) {
+                    st.preserve.set(ctx, v, path, b);
+                }
+            }
+            "apt_custom_sources_list" => sources_list(ctx, &mut st, v, path),
+            "add_apt_repo_match" => repo_match(ctx, &mut st, v, path),
+            "merge_how" | "merge_type" => ctx.warn(
+                k,
+                path,
+                format!("`{key}` is not handled by bootcfg: parts are merged with cloud-init's default (later keys win, lists replaced)"),
+                "remove it, or write the parts so that the default merge gives what you want",
+            ),
+            _ if keys::NOT_HANDLED.contains(&key) => {
+                ctx.warn(k, path, "not handled by bootcfg (a cloud-init module bootcfg does not run); ignored", "remove it if nothing else on the machine runs it");
+                ud.not_handled.push(key.to_owned());
+            }
+            _ => {
+                let fix = match checks::did_you_mean(key, keys::TOP_LEVEL.iter().chain(keys::NOT_HANDLED).copied()) {
+                    Some(h) => format!("did you mean `{h}`?"),
+                    None => format!("bootcfg handles {}; check the spelling", keys::TOP_LEVEL.join(", ")),
+                };
+                ctx.err(k, path, format!("unknown key `{key}`"), fix);
+            }
+        }
+    }
+    if let Some((node, m)) = legacy_mirror {
+        st.primary.set(ctx, node, "apt_mirror", vec![m]);
+    }
+
+    // Settle the slots into the model.
+    ud.apt.proxy = Proxy {
+        http: st.http.val,
+        https: st.https.val,
+        ftp: st.ftp.val,
+    };
+    if let Some(b) = st.preserve.val {
+        ud.apt.preserve_sources_list = b;
+    }
+    ud.apt.sources_list = st.sources_list.val;
+    if let Some(m) = st.repo_match.val {
+        ud.apt.add_apt_repo_match = m;
+    }
+    if let Some(p) = st.primary.val {
+        ud.apt.primary = p;
+    }
+    ud.apt.sources = st.sources.val.unwrap_or_default();
+    ud.apt.debconf_selections = st.debconf.val.unwrap_or_default();
+
+    // Source lines are checked last: whether a line is an `add-apt-repository` shortcut depends
+    // on `add_apt_repo_match`, which may come after the sources.
+    let repo_re = regex::Regex::new(&ud.apt.add_apt_repo_match).ok();
+    for d in &st.source_lines {
+        if let Some(src) = ud.apt.sources.get(d.source)
+            && let Some(line) = &src.source
+        {
+            source_line(ctx, d.node, &d.path, line, d.keyed, repo_re.as_ref());
+        }
+    }
+    ud
+}
+
+fn default_mirror() -> Mirror {
+    Mirror {
+        arches: vec!["default".into()],
+        ..Mirror::default()
+    }
+}
+
+fn apt<'n>(ctx: &mut Ctx, st: &mut State<'n>, ud: &mut UserData, node: &'n Node) {
+    let Some(entries) = ctx.map(node, "apt", keys::APT) else {
+        return;
+    };
+    // `add_apt_repo_match` first, so that sources are judged with it.
+    for (key, v) in entries {
+        let path = join("apt", key);
+        let path = path.as_str();
+        match key {
+            "preserve_sources_list" => {
+                if let Some(b) = ctx.bool(v, path) {
+                    st.preserve.set(ctx, v, path, b);
+                }
+            }
+            "primary" | "security" => {
+                let mut list = Vec::new();
+                if let Some(items) = ctx.seq(v, path) {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(m) = mirror(ctx, item, &idx(path, i)) {
+                            list.push(m);
+                        }
+                    }
+                }
+                if key == "primary" {
+                    st.primary.set(ctx, v, path, list);
+                } else {
+                    ud.apt.security = list;
+                }
+            }
+            "sources_list" => sources_list(ctx, st, v, path),
+            "disable_suites" => {
+                let list = ctx.strings(v, path);
+                for (i, s) in list.iter().enumerate() {
+                    let p = idx(path, i);
+                    if s.chars().any(char::is_whitespace) {
+                        ctx.err(
+                            v,
+                            &p,
+                            format!("suite `{s}` contains whitespace"),
+                            "give one suite name per item, e.g. `$RELEASE-backports`",
+                        );
+                    } else {
+                        ctx.check(v, &p, checks::known_variables(s, &["RELEASE"]));
+                    }
+                }
+                ud.apt.disable_suites = list;
+            }
+            "conf" => {
+                if let Some(c) = ctx.req_string(v, path) {
+                    ud.apt.conf = Some(c);
+                }
+            }
+            "proxy" | "http_proxy" => proxy(ctx, &mut st.http, v, path),
+            "https_proxy" => proxy(ctx, &mut st.https, v, path),
+            "ftp_proxy" => proxy(ctx, &mut st.ftp, v, path),
+            "add_apt_repo_match" => repo_match(ctx, st, v, path),
+            "debconf_selections" => {
+                let Some(sets) = ctx.any_map(v, path) else {
+                    continue;
+                };
+                let mut sorted = BTreeMap::new();
+                for (name, n) in sets {
+                    let p = join(path, name);
+                    if let Some(lines) = ctx.req_string(n, &p)
+                        && debconf_lines(ctx, n, &p, &lines)
+                    {
+                        sorted.insert(name.to_owned(), lines);
+                    }
+                }
+                let list = sorted
+                    .into_iter()
+                    .map(|(name, lines)| DebconfSet { name, lines })
+                    .collect();
+                st.debconf.set(ctx, v, path, list);
+            }
+            "sources" => {
+                let list = source_map(ctx, st, v, path);
+                st.sources.set(ctx, v, path, list);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn proxy(ctx: &mut Ctx, slot: &mut Slot<String>, v: &Node, path: &str) {
+    if let Some(url) = ctx.string(v, path).filter(|s| !s.is_empty())
+        && ctx.check(v, path, checks::proxy_url(&url))
+    {
+        slot.set(ctx, v, path, url);
+    }
+}
+
+fn sources_list(ctx: &mut Ctx, st: &mut State<'_>, v: &Node, path: &str) {
+    let Some(text) = ctx.req_string(v, path) else {
+        return;
+    };
+    if text
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("## template:jinja")
+        || text
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("## template: jinja")
+    {
+        ctx.err(
+            v,
+            path,
+            "Jinja templates are not supported by bootcfg",
+            "use `$MIRROR`, `$RELEASE`, `$PRIMARY`, `$SECURITY` variables instead of `{{ … }}`",
+        );
+        return;
+    }
+    if ctx.check(
+        v,
+        path,
+        checks::known_variables(&text, checks::SOURCES_LIST_VARS),
+    ) {
+        st.sources_list.set(ctx, v, path, text);
+    }
+}
+
+fn repo_match(ctx: &mut Ctx, st: &mut State<'_>, v: &Node, path: &str) {
+    let Some(re) = ctx.req_string(v, path) else {
+        return;
+    };
+    match regex::Regex::new(&re) {
+        Ok(_) => st.repo_match.set(ctx, v, path, re),
+        Err(e) => ctx.err(
+            v,
+            path,
+            format!("not a valid regular expression ({e})"),
+            "use a regex such as `^[\\w-]+:\\w`",
+        ),
+    }
+}
+
+fn pipelining(ctx: &mut Ctx, v: &Node, path: &str) -> Option<u8> {
+    let fix = "use `false` (disable pipelining), a depth from 0 to 5, or `os` (apt's default)";
+    if let Some(b) = v.as_bool() {
+        if b {
+            ctx.err(
+                v,
+                path,
+                "`true` is not a pipelining setting (cloud-init ignores it with a warning)",
+                fix,
+            );
+        }
+        return if b { None } else { Some(0) };
+    }
+    if let Some(n) = v.as_int() {
+        if (0..=5).contains(&n) {
+            return Some(n as u8);
+        }
+        ctx.err(v, path, format!("pipeline depth {n} is out of range"), fix);
+        return None;
+    }
+    match v.as_text().map(str::to_ascii_lowercase).as_deref() {
+        Some("os" | "none" | "unchanged") => None,
+        _ => {
+            ctx.err(
+                v,
+                path,
+                format!("expected `false`, 0 to 5 or `os`, found {}", v.type_name()),
+                fix,
+            );
+            None
+        }
+    }
+}
+
+fn key_source(ctx: &mut Ctx, entries: &[(&str, &Node)], path: &str) -> Option<KeySource> {
+    let get = |k: &str| entries.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let keyserver = match get("keyserver") {
+        Some(n) => {
+            let p = join(path, "keyserver");
+            ctx.req_string(n, &p)
+                .filter(|ks| ctx.check(n, &p, checks::keyserver(ks)))
+        }
+        None => None,
+    };
+    if let Some(n) = get("key") {
+        let p = join(path, "key");
+        let block = ctx.req_string(n, &p)?;
+        if !ctx.check(n, &p, checks::pgp_public_key(&block)) {
+            return None;
+        }
+        if let Some(kid) = get("keyid") {
+            ctx.warn(
+                kid,
+                &join(path, "keyid"),
+                "`keyid` is ignored because `key` is given",
+                "remove one of `key` and `keyid`",
+            );
+        }
+        return Some(KeySource::Armored(block));
+    }
+    if let Some(n) = get("keyid") {
+        let p = join(path, "keyid");
+        let id = ctx.req_string(n, &p)?;
+        match checks::keyid(&id) {
+            Ok((id, short)) => {
+                if short {
+                    ctx.warn(
+                        n,
+                        &p,
+                        format!("`{id}` is a short (8-digit) key id; anyone can make a key with the same short id"),
+                        "give the full 40-digit fingerprint (`gpg --fingerprint`)",
+                    );
+                }
+                return Some(KeySource::Keyid {
+                    id,
+                    keyserver: keyserver.unwrap_or_else(|| DEFAULT_KEYSERVER.to_owned()),
+                });
+            }
+            Err(e) => ctx.problem(n, &p, e),
+        }
+        return None;
+    }
+    if let Some(n) = get("keyserver") {
+        ctx.warn(
+            n,
+            &join(path, "keyserver"),
+            "`keyserver` is ignored without `keyid`",
+            "add the key's fingerprint as `keyid`, or remove `keyserver`",
+        );
+    }
+    None
+}
+
+fn mirror(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mirror> {
+    let entries = ctx.map(node, path, keys::MIRROR)?;
+    let mut m = Mirror::default();
+    let mut has_arches = false;
+    for (k, v) in &entries {
+        let p = join(path, k);
+        match *k {
+            "arches" => {
+                has_arches = true;
+                m.arches = ctx.strings(v, &p);
+                for (i, a) in m.arches.iter().enumerate() {
+                    if !a
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        || a.is_empty()
+                    {
+                        ctx.err(
+                            v,
+                            &idx(&p, i),
+                            format!("`{a}` is not a Debian architecture"),
+                            "use e.g. `amd64`, `arm64` or `default`",
+                        );
+                    }
+                }
+            }
+            "uri" => {
+                if let Some(u) = ctx.req_string(v, &p)
+                    && ctx.check(v, &p, checks::mirror_uri(&u))
+                {
+                    m.uri = Some(u);
+                }
+            }
+            "search" => {
+                m.search = ctx.strings(v, &p);
+                for (i, u) in m.search.iter().enumerate() {
+                    ctx.check(v, &idx(&p, i), checks::mirror_uri(u));
+                }
+            }
+            "search_dns" => m.search_dns = ctx.bool(v, &p).unwrap_or(false),
+            _ => {}
+        }
+    }
+    if !has_arches {
+        ctx.err(
+            node,
+            path,
+            "a mirror entry needs `arches`",
+            "add `arches: [default]` (or a list such as `[amd64, arm64]`)",
+        );
+    }
+    m.key = key_source(ctx, &entries, path);
+    Some(m)
+}
+
+fn source_map<'n>(ctx: &mut Ctx, st: &mut State<'n>, node: &'n Node, path: &str) -> Vec<Source> {
+    let mut out = Vec::new();
+    let Some(entries) = ctx.any_map(node, path) else {
+        return out;
+    };
+    for (name, v) in entries {
+        let p = join(path, name);
+        if let Some(s) = source_entry(ctx, st, v, &p, name, name, out.len()) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// One source entry of either syntax. `default_filename` is the map key (`apt:` form) or
+/// `00-boot-sources.list` (RFC list form).
+fn source_entry<'n>(
+    ctx: &mut Ctx,
+    st: &mut State<'n>,
+    node: &'n Node,
+    path: &str,
+    name: &str,
+    default_filename: &str,
+    index: usize,
+) -> Option<Source> {
+    let entries = ctx.map(node, path, keys::SOURCE)?;
+    if entries.is_empty() {
+        ctx.err(
+            node,
+            path,
+            "the source entry is empty",
+            "give at least `source:` or a key",
+        );
+        return None;
+    }
+    let mut src = Source {
+        name: name.to_owned(),
+        filename: String::new(),
+        source: None,
+        key: None,
+        append: true,
+    };
+    let mut filename = default_filename.to_owned();
+    let mut filename_node = node;
+    let mut ok = true;
+    for (k, v) in &entries {
+        let p = join(path, k);
+        match *k {
+            "source" => {
+                src.source = ctx.req_string(v, &p);
+                if src.source.is_some() {
+                    let keyed = entries.iter().any(|(k, _)| *k == "key" || *k == "keyid");
+                    st.source_lines.push(Deferred {
+                        source: index,
+                        node: v,
+                        path: p,
+                        keyed,
+                    });
+                }
+            }
+            "filename" => {
+                if let Some(f) = ctx.req_string(v, &p) {
+                    filename = f;
+                    filename_node = v;
+                }
+            }
+            "append" => src.append = ctx.bool(v, &p).unwrap_or(true),
+            _ => {}
+        }
+    }
+    let fpath = if std::ptr::eq(filename_node, node) {
+        path.to_owned()
+    } else {
+        join(path, "filename")
+    };
+    match checks::sources_file_name(&filename) {
+        Ok(f) => src.filename = f,
+        Err(e) => {
+            ctx.problem(filename_node, &fpath, e);
+            ok = false;
+        }
+    }
+    src.key = key_source(ctx, &entries, path);
+    ok.then_some(src)
+}
+
+fn source_line(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    line: &str,
+    has_key: bool,
+    repo_re: Option<&regex::Regex>,
+) {
+    if !ctx.check(
+        node,
+        path,
+        checks::known_variables(line, checks::SOURCE_VARS),
+    ) {
+        return;
+    }
+    if checks::variables(line).iter().any(|(_, v)| v == "KEY_FILE") && !has_key {
+        ctx.err(
+            node,
+            path,
+            "the source uses `$KEY_FILE` but the entry has no `key` or `keyid`",
+            "add the repository's signing key as `key:` (armored) or `keyid:` (fingerprint)",
+        );
+        return;
+    }
+    if repo_re.is_some_and(|re| re.is_match(line)) {
+        // An add-apt-repository shortcut such as `ppa:user/name`: one argv word.
+        if line.trim().contains(char::is_whitespace)
+            || line.starts_with('-')
+            || line.chars().any(char::is_control)
+        {
+            ctx.err(
+                node,
+                path,
+                format!("`{line}` is not a valid repository shortcut"),
+                "write it as `ppa:owner/name` on one line",
+            );
+        }
+        return;
+    }
+    for l in line.lines() {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if !(t.starts_with("deb ")
+            || t.starts_with("deb-src ")
+            || t.starts_with("deb\t")
+            || t.starts_with("deb-src\t"))
+            || l.chars().any(|c| c.is_control() && c != '\t')
+        {
+            ctx.err(
+                node,
+                path,
+                format!("`{}` is not a one-line apt source", l.chars().take(60).collect::<String>()),
+                "write `deb [signed-by=$KEY_FILE] http://host/path suite component…` (see sources.list(5)), or `ppa:owner/name`",
+            );
+            return;
+        }
+    }
+}
+
+fn conf_file(ctx: &mut Ctx, node: &Node, path: &str) -> Option<AptConfFile> {
+    let entries = ctx.map(node, path, keys::CONF_FILE)?;
+    let mut f = AptConfFile {
+        filename: keys::LEGACY_CONF_FILE.to_owned(),
+        content: String::new(),
+    };
+    let mut has_content = false;
+    for (k, v) in entries {
+        let p = join(path, k);
+        match k {
+            "filename" => {
+                let name = ctx.req_string(v, &p)?;
+                if !ctx.check(v, &p, checks::apt_conf_file_name(&name)) {
+                    return None;
+                }
+                f.filename = name;
+            }
+            "content" => {
+                f.content = ctx.req_string(v, &p)?;
+                has_content = true;
+            }
+            _ => {}
+        }
+    }
+    if !has_content {
+        ctx.err(
+            node,
+            path,
+            "an apt configuration file needs `content`",
+            "add `content: |` with the apt.conf lines",
+        );
+        return None;
+    }
+    Some(f)
+}
+
+fn debconf_lines(ctx: &mut Ctx, node: &Node, path: &str, lines: &str) -> bool {
+    for (i, l) in lines.lines().enumerate() {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if t.split_whitespace().count() < 3 {
+            ctx.err(
+                node,
+                path,
+                format!(
+                    "line {} of the debconf selections (`{}`) is not `package question type value`",
+                    i + 1,
+                    t.chars().take(60).collect::<String>()
+                ),
+                "write e.g. `tzdata tzdata/Areas select Europe` (see debconf-set-selections(1))",
+            );
+            return false;
+        }
+    }
+    true
+}
+
+fn package_item(ctx: &mut Ctx, node: &Node, path: &str, out: &mut Vec<Package>) {
+    match &node.kind {
+        Kind::Scalar { .. } => {
+            let Some(text) = ctx.req_string(node, path) else {
+                return;
+            };
+            let (name, version) = match text.split_once('=') {
+                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+                None => (text, None),
+            };
+            push_package(ctx, node, path, name, version, out);
+        }
+        Kind::Seq(items) => {
+            if items.is_empty() || items.len() > 2 {
+                ctx.err(
+                    node,
+                    path,
+                    format!("a package list item has {} elements", items.len()),
+                    "write `[name, version]` or just `name`",
+                );
+                return;
+            }
+            let Some(name) = ctx.req_string(&items[0], &idx(path, 0)) else {
+                return;
+            };
+            let version = match items.get(1) {
+                Some(v) => Some(ctx.req_string(v, &idx(path, 1))).flatten(),
+                None => None,
+            };
+            push_package(ctx, node, path, name, version, out);
+        }
+        Kind::Map(_) => {
+            let Some(entries) = ctx.map(node, path, &["apt", "snap"]) else {
+                return;
+            };
+            for (k, v) in entries {
+                let p = join(path, k);
+                if k == "snap" {
+                    ctx.warn(
+                        v,
+                        &p,
+                        "snap packages are not handled by bootcfg; ignored",
+                        "install them another way, or use apt packages",
+                    );
+                    continue;
+                }
+                if let Some(items) = ctx.seq(v, &p) {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Kind::Map(_) = item.kind {
+                            ctx.type_err(
+                                item,
+                                &idx(&p, i),
+                                "a package name or `[name, version]`",
+                                "write `- name` or `- [name, version]`",
+                            );
+                            continue;
+                        }
+                        package_item(ctx, item, &idx(&p, i), out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn push_package(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    name: String,
+    version: Option<String>,
+    out: &mut Vec<Package>,
+) {
+    let mut ok = ctx.check(node, path, checks::package_name(&name));
+    if let Some(v) = &version {
+        ok &= ctx.check(node, path, checks::package_version(v));
+    }
+    if ok {
+        out.push(Package { name, version });
+    }
+}
+
+fn puppet(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Puppet> {
+    if node.is_null() {
+        return Some(Puppet::default());
+    }
+    let entries = ctx.map(node, path, keys::PUPPET)?;
+    let mut p = Puppet::default();
+    for (k, v) in entries {
+        let kp = join(path, k);
+        let kp = kp.as_str();
+        match k {
+            "install" => p.install = ctx.bool(v, kp).unwrap_or(true),
+            "install_type" => match ctx.req_string(v, kp).as_deref() {
+                Some("packages") => p.install_type = InstallType::Packages,
+                Some("aio") => p.install_type = InstallType::Aio,
+                Some(other) => ctx.err(v, kp, format!("unknown install_type `{other}`"), "use `packages` (Debian's packages) or `aio` (Puppet's all-in-one layout)"),
+                None => {}
+            },
+            "package_name" => {
+                if let Some(n) = ctx.req_string(v, kp)
+                    && ctx.check(v, kp, checks::package_name(&n)) {
+                        p.package_name = Some(n);
+                    }
+            }
+            "version" => {
+                if let Some(n) = ctx.req_string(v, kp)
+                    && ctx.check(v, kp, checks::package_version(&n)) {
+                        p.version = Some(n);
+                    }
+            }
+            "conf" => puppet_conf(ctx, v, kp, &mut p),
+            "conf_file" | "ssl_dir" | "csr_attributes_path" => {
+                if let Some(s) = ctx.req_string(v, kp)
+                    && ctx.check(v, kp, checks::absolute_path(&s)) {
+                        match k {
+                            "conf_file" => p.conf_file = Some(s),
+                            "ssl_dir" => p.ssl_dir = Some(s),
+                            _ => p.csr_attributes_path = Some(s),
+                        }
+                    }
+            }
+            "csr_attributes" => p.csr_attributes = csr_attributes(ctx, v, kp),
+            "exec" => p.exec = ctx.bool(v, kp).unwrap_or(false),
+            "exec_args" => {
+                let args = match &v.kind {
+                    Kind::Seq(_) => ctx.strings(v, kp),
+                    _ => ctx.string(v, kp).map(|s| s.split_whitespace().map(str::to_owned).collect()).unwrap_or_default(),
+                };
+                if args.iter().all(|a| ctx.check(v, kp, checks::single_line(a))) {
+                    p.exec_args = args;
+                }
+            }
+            "start_service" => p.start_service = ctx.bool(v, kp).unwrap_or(true),
+            "collection" | "aio_install_url" | "cleanup" => ctx.warn(
+                v,
+                kp,
+                "not handled by bootcfg: it never downloads and runs Puppet's install script; ignored",
+                "install Puppet from an apt source (add it under `apt.sources`) and remove this key",
+            ),
+            _ => {}
+        }
+    }
+    if !p.install && p.version.is_some() {
+        ctx.warn(
+            node,
+            path,
+            "`version` is ignored because `install: false`",
+            "remove `version` or set `install: true`",
+        );
+    }
+    Some(p)
+}
+
+fn puppet_conf(ctx: &mut Ctx, node: &Node, path: &str, p: &mut Puppet) {
+    let Some(sections) = ctx.map(node, path, keys::PUPPET_CONF) else {
+        return;
+    };
+    for (section, v) in sections {
+        let sp = join(path, section);
+        if section == "ca_cert" {
+            if let Some(pem) = ctx.req_string(v, &sp)
+                && ctx.check(v, &sp, checks::pem_certificate(&pem))
+            {
+                p.ca_cert = Some(pem);
+            }
+            continue;
+        }
+        let Some(settings) = ctx.any_map(v, &sp) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        for (name, val) in settings {
+            let np = join(&sp, name);
+            if !ctx.check(val, &np, checks::puppet_setting(name)) {
+                continue;
+            }
+            let Some(text) = ctx.req_string(val, &np) else {
+                continue;
+            };
+            if ctx.check(val, &np, checks::single_line(&text)) {
+                out.push((name.to_owned(), text));
+            }
+        }
+        p.conf.push((section.to_owned(), out));
+    }
+}
+
+fn csr_attributes(ctx: &mut Ctx, node: &Node, path: &str) -> Option<CsrAttributes> {
+    let entries = ctx.map(node, path, &["custom_attributes", "extension_requests"])?;
+    let mut out = CsrAttributes::default();
+    for (k, v) in entries {
+        let kp = join(path, k);
+        let Some(attrs) = ctx.any_map(v, &kp) else {
+            continue;
+        };
+        let mut map = BTreeMap::new();
+        for (name, val) in attrs {
+            let np = join(&kp, name);
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            {
+                ctx.err(val, &np, format!("`{name}` is not an attribute name or OID"), "use a name such as `pp_preshared_key` or an OID such as `1.3.6.1.4.1.34380.1.1.4`");
+                continue;
+            }
+            let Some(text) = ctx.req_string(val, &np) else {
+                continue;
+            };
+            if ctx.check(val, &np, checks::single_line(&text)) {
+                map.insert(name.to_owned(), text);
+            }
+        }
+        if k == "custom_attributes" {
+            out.custom_attributes = map;
+        } else {
+            out.extension_requests = map;
+        }
+    }
+    Some(out)
+}

@@ -1,0 +1,1 @@
+//! The JSON Schema of the user-data bootcfg accepts (for editors: yaml-language-server).

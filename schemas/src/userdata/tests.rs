@@ -1,0 +1,607 @@
+//! Data-driven tests of `userdata::parse`: one `check(input, expected)` and many short cases.
+
+use super::*;
+use std::io::Write as _;
+
+const KEY: &str = include_str!("../../../tests/fixtures/userdata/keys/ed25519-cv25519.asc");
+const CA: &str = include_str!("../../../tests/fixtures/userdata/test-ca.pem");
+
+fn indent(text: &str, n: usize) -> String {
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(n)))
+        .collect()
+}
+
+/// Parse `input`; expect failure whose rendered diagnostics contain every string in `want`.
+fn check_err(input: &[u8], want: &[&str]) {
+    let e = match parse("ud.yaml", input) {
+        Ok(p) => panic!(
+            "expected an error containing {want:?}, parsed: {:#?}",
+            p.config
+        ),
+        Err(e) => e.to_string(),
+    };
+    for w in want {
+        assert!(e.contains(w), "missing {w:?} in:\n{e}");
+    }
+}
+
+fn ok(input: &str) -> Parsed {
+    match parse("ud.yaml", input.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn rejects_bad_input_with_located_messages() {
+    let cases: &[(&str, &[&str])] = &[
+        // malformed YAML
+        (
+            "#cloud-config\npackages: [nginx\n",
+            &["ud.yaml:", "YAML syntax error"],
+        ),
+        (
+            "#cloud-config\napt:\n  conf: a\n   x: y\n",
+            &["ud.yaml:4:", "YAML syntax error"],
+        ),
+        // a wrong type
+        (
+            "#cloud-config\npackage_update: sometimes\n",
+            &[
+                "ud.yaml:2:17: error: package_update: expected a boolean, found a string",
+                "fix: write `true` or `false`",
+            ],
+        ),
+        (
+            "#cloud-config\npackages: nginx\n",
+            &["ud.yaml:2:11: error: packages: expected a list"],
+        ),
+        (
+            "#cloud-config\napt:\n  sources: [a, b]\n",
+            &["ud.yaml:3:12: error: apt.sources: expected a mapping"],
+        ),
+        // a typo'd top-level key
+        (
+            "#cloud-config\npakages: [nginx]\n",
+            &[
+                "ud.yaml:2:1: error: pakages: unknown key `pakages`",
+                "did you mean `packages`?",
+            ],
+        ),
+        (
+            "#cloud-config\napt:\n  prxy: http://p:3128\n",
+            &[
+                "ud.yaml:3:3: error: apt.prxy: unknown key `prxy`",
+                "did you mean `proxy`?",
+            ],
+        ),
+        (
+            "#cloud-config\nxyzzy: 1\n",
+            &["unknown key `xyzzy`", "bootcfg handles apt"],
+        ),
+        // a path-traversing filename
+        (
+            "#cloud-config\napt:\n  sources:\n    x:\n      source: deb http://h/ d main\n      filename: ../../etc/cron.d/evil\n",
+            &["ud.yaml:6:17: error: apt.sources.x.filename:", "escape"],
+        ),
+        (
+            "#cloud-config\napt_sources:\n  - source: deb http://h/ d main\n    filename: /etc/passwd\n",
+            &[
+                "ud.yaml:4:15: error: apt_sources[0].filename:",
+                "contains `/`",
+            ],
+        ),
+        (
+            "#cloud-config\napt:\n  sources:\n    \"..\":\n      source: deb http://h/ d main\n",
+            &["apt.sources...", "escapes its directory"],
+        ),
+        (
+            "#cloud-config\napt_conf:\n  - filename: ../x\n    content: a\n",
+            &["apt_conf[0].filename", "escape"],
+        ),
+        // a package name with `;`
+        (
+            "#cloud-config\npackages:\n  - nginx\n  - \"curl;reboot\"\n",
+            &[
+                "ud.yaml:4:5: error: packages[1]: `curl;reboot` is not a Debian package name",
+                "policy",
+            ],
+        ),
+        (
+            "#cloud-config\npackages:\n  - [nginx, \"1.0;ls\"]\n",
+            &["packages[0]: `1.0;ls` is not a Debian version"],
+        ),
+        (
+            "#cloud-config\npackages:\n  - apt: [\"a b\"]\n",
+            &["packages[0].apt[0]: `a b` is not a Debian package name"],
+        ),
+        // a fake PGP key block
+        (
+            "#cloud-config\napt:\n  sources:\n    r:\n      source: deb [signed-by=$KEY_FILE] http://h/ d main\n      key: |\n        -----BEGIN PGP PUBLIC KEY BLOCK-----\n\n        VGhpcyBpcyBub3QgYSBrZXk=\n        -----END PGP PUBLIC KEY BLOCK-----\n",
+            &[
+                "ud.yaml:7:9: error: apt.sources.r.key: not a valid OpenPGP public key block",
+                "gpg --armor --export",
+            ],
+        ),
+        (
+            "#cloud-config\napt_sources:\n  - source: deb http://h/ d main\n    key: hello\n",
+            &["apt_sources[0].key: not a valid OpenPGP public key block"],
+        ),
+        // an unknown $VAR
+        (
+            "#cloud-config\napt:\n  sources:\n    r:\n      source: deb $MIROR $RELEASE main\n",
+            &[
+                "ud.yaml:5:15: error: apt.sources.r.source: unknown variable `$MIROR`",
+                "did you mean `$MIRROR`?",
+            ],
+        ),
+        (
+            "#cloud-config\napt:\n  sources_list: deb ${MIRRORS} $RELEASE main\n",
+            &["apt.sources_list: unknown variable `$MIRRORS`"],
+        ),
+        (
+            "#cloud-config\napt:\n  sources:\n    r:\n      source: deb [signed-by=$KEY_FILE] http://h/ d main\n",
+            &[
+                "apt.sources.r.source",
+                "`$KEY_FILE` but the entry has no `key`",
+            ],
+        ),
+        // a newline inside a puppet.conf value
+        (
+            "#cloud-config\npuppet:\n  conf:\n    agent:\n      server: \"p.example.com\\n[main]\\nserver = evil\"\n",
+            &[
+                "ud.yaml:5:15: error: puppet.conf.agent.server: the value contains a newline",
+                "one line",
+            ],
+        ),
+        (
+            "#cloud-config\npuppet:\n  conf:\n    master:\n      server: x\n",
+            &["puppet.conf.master: unknown key `master`"],
+        ),
+        (
+            "#cloud-config\npuppet:\n  conf:\n    agent:\n      \"bad key\": x\n",
+            &[
+                "puppet.conf.agent.bad key",
+                "not a puppet.conf setting name",
+            ],
+        ),
+        (
+            "#cloud-config\npuppet:\n  conf:\n    ca_cert: not a cert\n",
+            &["puppet.conf.ca_cert: not a PEM certificate"],
+        ),
+        (
+            "#cloud-config\npuppet:\n  csr_attributes:\n    other: {}\n",
+            &["puppet.csr_attributes.other: unknown key"],
+        ),
+        (
+            "#cloud-config\npuppet:\n  conf_file: puppet.conf\n",
+            &["puppet.conf_file: `puppet.conf` is not an absolute path"],
+        ),
+        // keys, proxies, misc
+        (
+            "#cloud-config\napt:\n  sources:\n    r:\n      keyid: nothex\n",
+            &["apt.sources.r.keyid: `nothex` is not a key id"],
+        ),
+        (
+            "#cloud-config\napt:\n  proxy: ftp//user:hunter2@p\n",
+            &["apt.proxy: proxy `ftp//user:hunter2@p` is not"],
+        ),
+        (
+            "#cloud-config\napt_pipelining: 9\n",
+            &["apt_pipelining: pipeline depth 9 is out of range"],
+        ),
+        (
+            "#cloud-config\napt:\n  sources:\n    r:\n      source: \"rm -rf /\"\n",
+            &["apt.sources.r.source: `rm -rf /` is not a one-line apt source"],
+        ),
+        (
+            "#cloud-config\npackages: [a1]\npackages: [b1]\n",
+            &["ud.yaml:3:1: error: packages: duplicate key"],
+        ),
+        (
+            "#cloud-config\n- a\n",
+            &["expected a mapping of cloud-config keys"],
+        ),
+        (
+            "#!/bin/sh\necho hi\n",
+            &["user-data is a script (`#!`), which bootcfg does not handle"],
+        ),
+        (
+            "packages: [a]\n",
+            &["ud.yaml:1:1: error: user-data does not start with `#cloud-config`"],
+        ),
+        // both syntaxes set the same thing differently
+        (
+            "#cloud-config\napt:\n  http_proxy: http://a:3128/\napt_proxy: http://b:3128/\n",
+            &[
+                "ud.yaml:4:12: error: apt_proxy: `apt_proxy` and `apt.http_proxy` (at ud.yaml:3) both set this",
+            ],
+        ),
+        (
+            "#cloud-config\napt:\n  preserve_sources_list: true\napt_preserve_sources_list: false\n",
+            &["`apt_preserve_sources_list` and `apt.preserve_sources_list`"],
+        ),
+        (
+            "#cloud-config\napt:\n  primary: [{arches: [default], uri: \"http://a/\"}]\napt_mirror: http://b/\n",
+            &["`apt_mirror` and `apt.primary`"],
+        ),
+        (
+            "#cloud-config\napt:\n  debconf_selections: {a: \"p q/r boolean true\"}\ndebconf_selections: \"p q/r boolean false\"\n",
+            &["`debconf_selections` and `apt.debconf_selections`"],
+        ),
+        (
+            "#cloud-config\napt:\n  sources:\n    a: {source: \"deb http://a/ d main\"}\napt_sources:\n  - source: deb http://b/ d main\n",
+            &["`apt_sources` and `apt.sources`"],
+        ),
+        (
+            "#cloud-config\ndebconf_selections: \"just two\"\n",
+            &["debconf_selections", "is not `package question type value`"],
+        ),
+    ];
+    for (input, want) in cases {
+        check_err(input.as_bytes(), want);
+    }
+}
+
+#[test]
+fn non_utf8_is_located() {
+    check_err(
+        b"#cloud-config\npackages:\n  - caf\xe9\n",
+        &[
+            "ud.yaml:3:8: error: user-data is not valid UTF-8",
+            "save the file as UTF-8",
+        ],
+    );
+}
+
+#[test]
+fn invalid_base64_is_rejected() {
+    check_err(
+        b"I2Nsb3VkLWNvbmZpZwpwYWNrYWdlczogW25naW54XQo=x==\n",
+        &[
+            "ud.yaml:1:1: error: user-data looks like base64 but is not valid base64",
+            "base64 -w0",
+        ],
+    );
+}
+
+#[test]
+fn mime_without_boundary_is_rejected() {
+    let input = "MIME-Version: 1.0\nContent-Type: multipart/mixed\n\n--x\nContent-Type: text/cloud-config\n\n#cloud-config\npackages: [a1]\n--x--\n";
+    check_err(
+        input.as_bytes(),
+        &[
+            "ud.yaml: error: MIME user-data is `multipart/mixed` but its Content-Type has no boundary",
+        ],
+    );
+}
+
+#[test]
+fn gzip_bomb_is_rejected_quickly() {
+    // 64 MiB of zeros compresses to ~64 KiB; the cap stops decompression after 1 MiB.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let bomb = enc.finish().unwrap();
+    let t = std::time::Instant::now();
+    check_err(&bomb, &["decompresses to more than 1024 KiB"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn base64_gzip_and_plain_agree() {
+    use base64::Engine as _;
+    let plain = "#cloud-config\npackages: [nginx]\n";
+    let want = ok(plain).config;
+    let gz = gzip(plain.as_bytes());
+    assert_eq!(parse("x", &gz).unwrap().config, want);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&gz);
+    assert_eq!(parse("x", b64.as_bytes()).unwrap().config, want);
+    assert_eq!(
+        parse("x", format!("{b64}\n").as_bytes()).unwrap().config,
+        want
+    );
+}
+
+#[test]
+fn gzip_mime_multipart_parts_are_merged() {
+    use base64::Engine as _;
+    let part2 = base64::engine::general_purpose::STANDARD.encode("#cloud-config\npackage_upgrade: true\napt:\n  proxy: http://second:3128/\npackages: [curl]\n");
+    let mime = format!(
+        "Content-Type: multipart/mixed; boundary=\"==BOUNDARY==\"\nMIME-Version: 1.0\n\n\
+--==BOUNDARY==\nContent-Type: text/cloud-config; charset=\"us-ascii\"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 7bit\n\n\
+#cloud-config\npackage_update: true\napt:\n  proxy: http://first:3128/\n  conf: |\n    APT::Get::Assume-Yes \"true\";\npackages: [nginx, vim]\n\n\
+--==BOUNDARY==\nContent-Type: text/cloud-config\nMIME-Version: 1.0\nContent-Transfer-Encoding: base64\n\n{part2}\n\n\
+--==BOUNDARY==\nContent-Type: text/x-shellscript\nMIME-Version: 1.0\n\n#!/bin/sh\necho hi\n\n\
+--==BOUNDARY==--\n"
+    );
+    let p = parse("ud.mime.gz", &gzip(mime.as_bytes())).unwrap();
+    let c = p.config;
+    assert!(c.packages.update && c.packages.upgrade);
+    // Later part wins per key; lists are replaced, not appended.
+    assert_eq!(
+        c.packages.install,
+        vec![Package {
+            name: "curl".into(),
+            version: None
+        }]
+    );
+    assert_eq!(c.apt.proxy.http.as_deref(), Some("http://second:3128/"));
+    // Mappings merge recursively: `apt.conf` from part 1 survives.
+    assert_eq!(
+        c.apt.conf.as_deref(),
+        Some("APT::Get::Assume-Yes \"true\";\n")
+    );
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].to_string().contains(
+            "ud.mime.gz (MIME part 3): warning: a script (`#!`) is not handled by bootcfg"
+        ),
+        "{}",
+        p.warnings[0]
+    );
+}
+
+#[test]
+fn apt_form_full() {
+    let input = r#"#cloud-config
+apt_pipelining: false
+apt:
+  preserve_sources_list: no
+  primary:
+    - arches: [amd64, default]
+      uri: http://deb.debian.org/debian
+      search: [http://mirror.example/debian]
+      search_dns: off
+  security:
+    - arches: [default]
+      uri: http://security.debian.org/debian-security
+  sources_list: |
+    deb $MIRROR $RELEASE main
+    deb $SECURITY $RELEASE-security main
+  disable_suites: [$RELEASE-backports]
+  conf: 'APT::Install-Recommends "false";'
+  proxy: http://user:pw@proxy:3128/
+  https_proxy: https://proxy:3129/
+  ftp_proxy: ftp://proxy:2121/
+  debconf_selections:
+    zz: tzdata tzdata/Areas select Europe
+    aa: |
+      debconf debconf/frontend select Noninteractive
+  sources:
+    puppet:
+      source: deb [signed-by=$KEY_FILE] http://apt.puppet.example/ $RELEASE puppet8
+      key: |
+@@KEY@@    ppa:
+      source: ppa:user/name
+    fetched:
+      keyid: B59D 5F15 97A5 04B7 E230  6DCA 0620 BBCF 0368 3F77
+      keyserver: hkps://keys.openpgp.org
+      filename: fetched.list
+      append: false
+"#
+    .replace("@@KEY@@", &indent(KEY, 8));
+    let p = ok(&input);
+    let a = p.config.apt;
+    assert!(!a.preserve_sources_list);
+    assert_eq!(a.pipelining, Some(0));
+    assert_eq!(a.primary[0].arches, ["amd64", "default"]);
+    assert_eq!(a.primary[0].search, ["http://mirror.example/debian"]);
+    assert_eq!(
+        a.security[0].uri.as_deref(),
+        Some("http://security.debian.org/debian-security")
+    );
+    assert_eq!(a.disable_suites, ["$RELEASE-backports"]);
+    assert_eq!(
+        a.proxy,
+        Proxy {
+            http: Some("http://user:pw@proxy:3128/".into()),
+            https: Some("https://proxy:3129/".into()),
+            ftp: Some("ftp://proxy:2121/".into())
+        }
+    );
+    assert_eq!(
+        a.debconf_selections
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>(),
+        ["aa", "zz"]
+    );
+    assert_eq!(a.sources.len(), 3);
+    assert_eq!(a.sources[0].filename, "puppet.list");
+    assert!(
+        matches!(&a.sources[0].key, Some(KeySource::Armored(k)) if k.contains("BEGIN PGP PUBLIC KEY BLOCK"))
+    );
+    assert_eq!(a.sources[1].source.as_deref(), Some("ppa:user/name"));
+    assert_eq!(
+        a.sources[2].key,
+        Some(KeySource::Keyid {
+            id: "B59D5F1597A504B7E2306DCA0620BBCF03683F77".into(),
+            keyserver: "hkps://keys.openpgp.org".into()
+        })
+    );
+    assert!(!a.sources[2].append);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // Secrets never appear in diagnostics.
+    let bad = input.replace("http://user:pw@proxy:3128/", "socks4://user:pw@proxy:3128/");
+    let e = parse("ud.yaml", bad.as_bytes()).unwrap_err().to_string();
+    assert!(e.contains("***@proxy") && !e.contains("pw@"), "{e}");
+}
+
+#[test]
+fn packages_forms() {
+    let p = ok(
+        "#cloud-config\npackage_update: yes\npackage_upgrade: On\npackage_reboot_if_required: TRUE\npackages:\n  - nginx\n  - [libc6, 2.36-9]\n  - curl=7.88.1-10\n  - apt: [vim, [git, '1:2.39.2-1']]\n  - snap: [lxd]\n",
+    );
+    let pk = &p.config.packages;
+    assert!(pk.update && pk.upgrade && pk.reboot_if_required);
+    let got: Vec<_> = pk
+        .install
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("nginx", None),
+            ("libc6", Some("2.36-9")),
+            ("curl", Some("7.88.1-10")),
+            ("vim", None),
+            ("git", Some("1:2.39.2-1"))
+        ]
+    );
+    assert_eq!(p.warnings.len(), 1);
+    assert!(p.warnings[0].message.contains("snap"));
+}
+
+#[test]
+fn puppet_full() {
+    let input = format!(
+        "#cloud-config\npuppet:\n  install: true\n  install_type: aio\n  package_name: puppet-agent\n  version: 8.10.0-1bookworm\n  conf_file: /etc/puppetlabs/puppet/puppet.conf\n  ssl_dir: /etc/puppetlabs/puppet/ssl\n  csr_attributes_path: /etc/puppetlabs/puppet/csr_attributes.yaml\n  exec: true\n  exec_args: --test --waitforcert 10\n  start_service: false\n  conf:\n    agent:\n      server: puppet.example.com\n      certname: \"%i.%f\"\n      runinterval: 30m\n      usecacheonfailure: false\n    main:\n      environment: production\n    ca_cert: |\n{}  csr_attributes:\n    custom_attributes:\n      1.2.840.113549.1.9.7: s3cr3t\n    extension_requests:\n      pp_preshared_key: abc\n",
+        indent(CA, 6)
+    );
+    let p = ok(&input).config.puppet.unwrap();
+    assert_eq!(p.install_type, InstallType::Aio);
+    assert_eq!(p.version.as_deref(), Some("8.10.0-1bookworm"));
+    assert_eq!(p.exec_args, ["--test", "--waitforcert", "10"]);
+    assert!(p.exec && !p.start_service);
+    assert_eq!(p.conf[0].0, "agent");
+    assert_eq!(p.conf[0].1[1], ("certname".into(), "%i.%f".into()));
+    assert_eq!(p.conf[0].1[3], ("usecacheonfailure".into(), "false".into()));
+    assert!(
+        p.ca_cert
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    let csr = p.csr_attributes.unwrap();
+    assert_eq!(csr.custom_attributes["1.2.840.113549.1.9.7"], "s3cr3t");
+    assert_eq!(csr.extension_requests["pp_preshared_key"], "abc");
+    // `puppet:` with no value installs with defaults.
+    assert_eq!(
+        ok("#cloud-config\npuppet:\n").config.puppet,
+        Some(Puppet::default())
+    );
+}
+
+#[test]
+fn legacy_rfc_syntax() {
+    let input = format!(
+        "#cloud-config\napt_update: false\napt_upgrade: true\napt_mirror: http://deb.example/debian\napt_mirror_search: [http://m1.example/debian]\napt_mirror_search_dns: true\napt_preserve_sources_list: true\napt_custom_sources_list: |\n  deb $MIRROR $RELEASE main\napt_proxy: http://proxy:3128/\napt_https_proxy: https://sproxy:3129/\napt_ftp_proxy: ftp://fproxy:2121/\nadd_apt_repo_match: '^ppa:'\napt_sources:\n  - source: \"ppa:user/ppa\"\n  - source: \"deb http://archive.example.org bookworm main\"\n    keyid: 12345678\n    keyserver: keyserver.example.org\n    filename: 01-mirror-example.org.list\n  - source: \"deb http://mirror.example.net/karmic/ ./\"\n    key: |\n{}apt_conf:\n  - content: 'Acquire::Retries \"3\";'\n  - filename: 99-norecommends\n    content: 'APT::Install-Recommends \"false\";'\ndebconf_selections: |\n  debconf debconf/frontend select Noninteractive\n  tzdata tzdata/Areas select Europe\n",
+        indent(KEY, 6)
+    );
+    let p = ok(&input);
+    let c = p.config;
+    assert!(!c.packages.update && c.packages.upgrade);
+    assert_eq!(
+        c.apt.primary,
+        vec![Mirror {
+            arches: vec!["default".into()],
+            uri: Some("http://deb.example/debian".into()),
+            search: vec!["http://m1.example/debian".into()],
+            search_dns: true,
+            key: None
+        }]
+    );
+    assert!(c.apt.preserve_sources_list);
+    assert_eq!(
+        c.apt.sources_list.as_deref(),
+        Some("deb $MIRROR $RELEASE main\n")
+    );
+    // Each proxy to its own protocol (cloud-init swaps https and ftp; we do not).
+    assert_eq!(
+        c.apt.proxy,
+        Proxy {
+            http: Some("http://proxy:3128/".into()),
+            https: Some("https://sproxy:3129/".into()),
+            ftp: Some("ftp://fproxy:2121/".into())
+        }
+    );
+    assert_eq!(c.apt.add_apt_repo_match, "^ppa:");
+    let files: Vec<_> = c.apt.sources.iter().map(|s| s.filename.as_str()).collect();
+    assert_eq!(
+        files,
+        [
+            "00-boot-sources.list",
+            "01-mirror-example.org.list",
+            "00-boot-sources.list"
+        ]
+    );
+    assert_eq!(
+        c.apt.sources[1].key,
+        Some(KeySource::Keyid {
+            id: "12345678".into(),
+            keyserver: "keyserver.example.org".into()
+        })
+    );
+    assert_eq!(c.apt.conf_files[0].filename, "00-boot-conf");
+    assert_eq!(c.apt.conf_files[1].filename, "99-norecommends");
+    assert_eq!(c.apt.debconf_selections.len(), 1);
+    assert!(
+        c.apt.debconf_selections[0]
+            .lines
+            .contains("tzdata tzdata/Areas select Europe")
+    );
+    // The short key id is a warning, not an error.
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(p.warnings[0].message.contains("short (8-digit) key id"));
+    // Default keyserver.
+    let c = ok("#cloud-config\napt_sources:\n  - source: deb http://a/ d main\n    keyid: B59D5F1597A504B7E2306DCA0620BBCF03683F77\n").config;
+    assert_eq!(
+        c.apt.sources[0].key,
+        Some(KeySource::Keyid {
+            id: "B59D5F1597A504B7E2306DCA0620BBCF03683F77".into(),
+            keyserver: "keyserver.ubuntu.com".into()
+        })
+    );
+}
+
+#[test]
+fn same_value_in_both_syntaxes_is_fine() {
+    let c = ok("#cloud-config\napt:\n  proxy: http://p:3128/\napt_proxy: http://p:3128/\n").config;
+    assert_eq!(c.apt.proxy.http.as_deref(), Some("http://p:3128/"));
+}
+
+#[test]
+fn not_handled_keys_are_warnings() {
+    let p =
+        ok("#cloud-config\nruncmd: [ls]\nusers: [default]\nwrite_files: []\npackages: [nginx]\n");
+    assert_eq!(p.config.not_handled, ["runcmd", "users", "write_files"]);
+    assert_eq!(p.warnings.len(), 3);
+    assert!(
+        p.warnings[0]
+            .to_string()
+            .starts_with("ud.yaml:2:1: warning: runcmd: not handled by bootcfg"),
+        "{}",
+        p.warnings[0]
+    );
+}
+
+#[test]
+fn empty_and_header_only() {
+    assert_eq!(ok("").config, UserData::default());
+    assert_eq!(ok("#cloud-config\n").config, UserData::default());
+    assert_eq!(ok("#cloud-config\n# nothing\n").config, UserData::default());
+}
+
+#[test]
+fn all_errors_are_reported_not_just_the_first() {
+    let e = parse(
+        "ud.yaml",
+        b"#cloud-config\npakages: [a]\npackage_update: maybe\npackages: [\"x;y\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.0.len(), 3, "{e}");
+}
