@@ -1,0 +1,161 @@
+//! apt configuration: the `apt.conf` text, proxies, pipelining and RFC-style `apt.conf.d` snippets.
+//!
+//! File names are cloud-init's, so an image that ran cloud-init before keeps one file per
+//! setting instead of two conflicting ones:
+//! - `apt.conf`  → `/etc/apt/apt.conf.d/94cloud-init-config` (0644); removed when not configured,
+//!   as cloud-init does.
+//! - proxies     → `/etc/apt/apt.conf.d/90cloud-init-aptproxy`, one `Acquire::<proto>::Proxy`
+//!   line per protocol; removed when none. **Mode 0600 when a proxy URL holds credentials**
+//!   (cloud-init: 0644). apt reads its configuration as root before its download methods drop
+//!   to `_apt` (the settings are passed to them over a pipe), so root-only is enough for
+//!   `apt-get`; unprivileged `apt-cache`/`apt list` then report that they cannot open the file.
+//! - pipelining  → `/etc/apt/apt.conf.d/90cloud-init-pipelining` (`Acquire::http::Pipeline-Depth`);
+//!   left alone when `apt_pipelining` is absent or `os`.
+//! - RFC `conf_files` → `/etc/apt/apt.conf.d/<filename>` (0644).
+
+use super::{Module, PlanState};
+use crate::plan::{Action, Content, Ctx, StepError};
+use schemas::userdata::model::UserData;
+
+pub const CONF_FILE: &str = "/etc/apt/apt.conf.d/94cloud-init-config";
+pub const PROXY_FILE: &str = "/etc/apt/apt.conf.d/90cloud-init-aptproxy";
+pub const PIPELINING_FILE: &str = "/etc/apt/apt.conf.d/90cloud-init-pipelining";
+
+pub struct AptConf;
+
+impl Module for AptConf {
+    fn name(&self) -> &'static str {
+        "apt-conf"
+    }
+
+    fn plan(
+        &self,
+        ud: &UserData,
+        _ctx: &Ctx,
+        _st: &mut PlanState,
+    ) -> Result<Vec<Action>, StepError> {
+        let apt = &ud.apt;
+        let mut a = Vec::new();
+        match &apt.conf {
+            Some(text) => {
+                let mut t = text.clone();
+                if !t.ends_with('\n') {
+                    t.push('\n');
+                }
+                a.push(Action::Write {
+                    path: CONF_FILE.into(),
+                    content: Content::Text(t),
+                    mode: 0o644,
+                });
+            }
+            None => a.push(Action::Remove {
+                path: CONF_FILE.into(),
+            }),
+        }
+        let mut lines = String::new();
+        let mut secret = false;
+        for (proto, v) in [
+            ("http", &apt.proxy.http),
+            ("https", &apt.proxy.https),
+            ("ftp", &apt.proxy.ftp),
+        ] {
+            if let Some(url) = v {
+                lines.push_str(&format!("Acquire::{proto}::Proxy \"{url}\";\n"));
+                secret |= super::userinfo(url).is_some();
+            }
+        }
+        if lines.is_empty() {
+            a.push(Action::Remove {
+                path: PROXY_FILE.into(),
+            });
+        } else {
+            a.push(Action::Write {
+                path: PROXY_FILE.into(),
+                content: Content::Text(lines),
+                mode: if secret { 0o600 } else { 0o644 },
+            });
+        }
+        if let Some(depth) = apt.pipelining {
+            a.push(Action::Write {
+                path: PIPELINING_FILE.into(),
+                content: Content::Text(format!(
+                    "//Written by bootcfg per 'apt_pipelining'\nAcquire::http::Pipeline-Depth \"{depth}\";\n"
+                )),
+                mode: 0o644,
+            });
+        }
+        for f in &apt.conf_files {
+            if f.filename.contains('/') || f.filename.starts_with('.') || f.filename.is_empty() {
+                return Err(StepError::Invalid(format!(
+                    "apt conf file name `{}` must be a plain file name",
+                    f.filename
+                )));
+            }
+            let mut t = f.content.clone();
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+            a.push(Action::Write {
+                path: format!("/etc/apt/apt.conf.d/{}", f.filename),
+                content: Content::Text(t),
+                mode: 0o644,
+            });
+        }
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::testutil::*;
+    use schemas::userdata::model::AptConfFile;
+
+    #[test]
+    fn proxy_with_credentials_is_0600_and_each_protocol_has_its_line() {
+        let (d, ctx) = root();
+        let mut ud = UserData::default();
+        ud.apt.proxy.http = Some("http://u:pw@proxy:3128".into());
+        ud.apt.proxy.https = Some("http://proxy:3129".into());
+        ud.apt.conf = Some("APT::Get::Show-Versions \"true\";".into());
+        ud.apt.pipelining = Some(0);
+        ud.apt.conf_files = vec![AptConfFile {
+            filename: "80retries".into(),
+            content: "Acquire::Retries \"5\";".into(),
+        }];
+        let acts = AptConf.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
+        assert!(apply(&ctx, "apt-conf", &acts).is_empty());
+        assert_eq!(
+            read(&d, PROXY_FILE),
+            "Acquire::http::Proxy \"http://u:pw@proxy:3128\";\nAcquire::https::Proxy \"http://proxy:3129\";\n"
+        );
+        assert_eq!(mode(&d, PROXY_FILE), 0o600);
+        assert_eq!(read(&d, CONF_FILE), "APT::Get::Show-Versions \"true\";\n");
+        assert!(read(&d, PIPELINING_FILE).contains("Pipeline-Depth \"0\";"));
+        assert_eq!(
+            read(&d, "/etc/apt/apt.conf.d/80retries"),
+            "Acquire::Retries \"5\";\n"
+        );
+    }
+
+    #[test]
+    fn unconfigured_files_are_removed_and_plain_proxy_is_0644() {
+        let (d, ctx) = root();
+        std::fs::create_dir_all(d.path().join("etc/apt/apt.conf.d")).unwrap();
+        std::fs::write(
+            d.path().join("etc/apt/apt.conf.d/94cloud-init-config"),
+            "old",
+        )
+        .unwrap();
+        let mut ud = UserData::default();
+        ud.apt.proxy.http = Some("http://proxy:3128".into());
+        let acts = AptConf.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
+        apply(&ctx, "apt-conf", &acts);
+        assert!(
+            !d.path()
+                .join("etc/apt/apt.conf.d/94cloud-init-config")
+                .exists()
+        );
+        assert_eq!(mode(&d, PROXY_FILE), 0o644);
+    }
+}

@@ -1,0 +1,546 @@
+//! apt sources and their signing keys, then one `apt-get update`.
+//!
+//! - Source lines take `$RELEASE` (`VERSION_CODENAME` from the root's `/etc/os-release`),
+//!   `$MIRROR`/`$PRIMARY` (the chosen primary mirror), `$SECURITY` and `$KEY_FILE`
+//!   (`${NAME}` works too; an unknown `$NAME` is an error, as in cloud-init).
+//! - Each source goes to `/etc/apt/sources.list.d/<filename>` with cloud-init's append semantics
+//!   (entries sharing a file accumulate; `append: false` replaces the file), except that a line
+//!   already in the file is not added again, so a rerun changes nothing.
+//! - **A repository's key is trusted for that repository only** (deliberate difference from
+//!   cloud-init, which puts keys in `/etc/apt/trusted.gpg.d/`, trusted for *every* repository,
+//!   unless the line uses `$KEY_FILE`, and then uses `/etc/apt/cloud-init.gpg.d/`): the key is
+//!   written as a binary keyring to `/etc/apt/keyrings/<stem>.gpg` (`<stem>` = the file name
+//!   without `.list`) and `signed-by=<that path>` is put into the source line unless the line
+//!   already has a `signed-by` option. `$KEY_FILE` expands to the same path.
+//! - Inline armored keys are dearmored in-process (no `gpg` needed on the image); `keyid`s are
+//!   fetched over HTTPS and their fingerprint is checked (see [`crate::keys`]).
+//! - `ppa:owner/name` (Ubuntu only): written as a normal source for
+//!   `https://ppa.launchpadcontent.net/owner/name/ubuntu`, its key looked up through the
+//!   Launchpad API and fetched by full fingerprint, so it too is trusted for that PPA only.
+//!   Other strings matching `add_apt_repo_match` (`cloud-archive:…`) go to
+//!   `add-apt-repository --no-update`, as in cloud-init.
+//! - `preserve_sources_list: false` renders `/etc/apt/sources.list` from `sources_list` (or a
+//!   built-in template) and comments out `disable_suites`.
+
+use super::{Module, PlanState};
+use crate::plan::{Action, Content, Ctx, KeyFetch, StepError};
+use schemas::userdata::model::{KeySource, Mirror, UserData};
+
+pub const KEYRING_DIR: &str = "/etc/apt/keyrings";
+pub const SOURCES_DIR: &str = "/etc/apt/sources.list.d";
+
+pub struct AptSources;
+
+struct Mirrors {
+    primary: String,
+    security: String,
+}
+
+fn default_mirrors(os_id: &str) -> Mirrors {
+    if os_id == "ubuntu" {
+        Mirrors {
+            primary: "http://archive.ubuntu.com/ubuntu".into(),
+            security: "http://security.ubuntu.com/ubuntu".into(),
+        }
+    } else {
+        Mirrors {
+            primary: "http://deb.debian.org/debian".into(),
+            security: "http://deb.debian.org/debian-security".into(),
+        }
+    }
+}
+
+/// The mirror entry for this architecture (or `default`), and its URI: `uri`, else the first
+/// `search` entry whose host resolves.
+fn pick(list: &[Mirror], arch: &str) -> Option<String> {
+    let m = list
+        .iter()
+        .find(|m| m.arches.iter().any(|a| a == arch))
+        .or_else(|| {
+            list.iter()
+                .find(|m| m.arches.iter().any(|a| a == "default"))
+        })?;
+    if let Some(u) = &m.uri {
+        return Some(u.clone());
+    }
+    m.search.iter().find(|u| resolves(u)).cloned()
+}
+
+fn resolves(url: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host = rest.split('/').next().unwrap_or("");
+    let hp = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    hp.to_socket_addrs()
+        .map(|mut a| a.next().is_some())
+        .unwrap_or(false)
+}
+
+/// Expand `$NAME` / `${NAME}` from `vars`; an unknown or unavailable name is an error.
+pub fn render(template: &str, vars: &[(&str, Option<&str>)]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, len) = if let Some(b) = after.strip_prefix('{') {
+            let end = b
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in `{template}`"))?;
+            (&b[..end], end + 2)
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        if name.is_empty() {
+            return Err(format!("a lone `$` in `{template}`"));
+        }
+        let val = vars
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("unknown variable `${name}` in `{template}` (known: $RELEASE, $MIRROR, $PRIMARY, $SECURITY, $KEY_FILE)"))?
+            .1
+            .ok_or_else(|| match name.to_ascii_uppercase().as_str() {
+                "KEY_FILE" => format!("`{template}` uses $KEY_FILE but the source has no key or keyid"),
+                "RELEASE" => format!("`{template}` uses $RELEASE but the root's /etc/os-release has no VERSION_CODENAME"),
+                _ => format!("`${name}` has no value here"),
+            })?;
+        out.push_str(val);
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Put `signed-by=<keyring>` into a one-line `deb` / `deb-src` source unless it has one.
+pub fn inject_signed_by(line: &str, keyring: &str) -> String {
+    if line.to_ascii_lowercase().contains("signed-by") {
+        return line.to_owned();
+    }
+    let trimmed = line.trim_start();
+    let Some((kind, rest)) = trimmed.split_once(char::is_whitespace) else {
+        return line.to_owned();
+    };
+    if kind != "deb" && kind != "deb-src" {
+        return line.to_owned();
+    }
+    let rest = rest.trim_start();
+    if let Some(opts) = rest.strip_prefix('[') {
+        format!("{kind} [signed-by={keyring} {}", opts.trim_start())
+    } else {
+        format!("{kind} [signed-by={keyring}] {rest}")
+    }
+}
+
+/// Comment out lines of a rendered main sources list whose suite is disabled.
+fn disable_suites(text: &str, suites: &[String], release: Option<&str>) -> String {
+    let rel = release.unwrap_or("");
+    let wanted: Vec<String> = suites
+        .iter()
+        .map(|s| match s.as_str() {
+            "release" => rel.to_owned(),
+            "updates" | "backports" | "security" | "proposed" => format!("{rel}-{s}"),
+            other => other.replace("$RELEASE", rel),
+        })
+        .collect();
+    text.lines()
+        .map(|l| {
+            let toks: Vec<&str> = l.split_whitespace().collect();
+            let mut i = 1;
+            if toks.get(1).is_some_and(|t| t.starts_with('[')) {
+                while i < toks.len() && !toks[i].ends_with(']') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            let suite = toks.get(i + 1);
+            let is_src = matches!(toks.first(), Some(&"deb") | Some(&"deb-src"));
+            if is_src && suite.is_some_and(|s| wanted.iter().any(|w| w == s)) {
+                format!("# suite disabled by bootcfg: {l}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect()
+}
+
+fn default_template(os_id: &str) -> &'static str {
+    if os_id == "ubuntu" {
+        "deb $MIRROR $RELEASE main restricted universe multiverse\n\
+         deb $MIRROR $RELEASE-updates main restricted universe multiverse\n\
+         deb $MIRROR $RELEASE-backports main restricted universe multiverse\n\
+         deb $SECURITY $RELEASE-security main restricted universe multiverse\n"
+    } else {
+        "deb $MIRROR $RELEASE main\n\
+         deb $MIRROR $RELEASE-updates main\n\
+         deb $SECURITY $RELEASE-security main\n"
+    }
+}
+
+fn key_action(key: &KeySource, dest: &str, proxy: Option<&str>) -> Result<Action, StepError> {
+    Ok(match key {
+        KeySource::Armored(text) => {
+            let bin = schemas::pgp::dearmor(text)
+                .map_err(|e| StepError::Key(format!("key for {dest}: {e}")))?;
+            Action::Write {
+                path: dest.to_owned(),
+                content: Content::Binary(bin),
+                mode: 0o644,
+            }
+        }
+        KeySource::Keyid { id, keyserver } => {
+            crate::keys::warn_short_id(id);
+            Action::FetchKey {
+                key: KeyFetch::Keyid {
+                    id: id.clone(),
+                    keyserver: keyserver.clone(),
+                },
+                dest: dest.to_owned(),
+                proxy: proxy.map(str::to_owned),
+            }
+        }
+    })
+}
+
+impl Module for AptSources {
+    fn name(&self) -> &'static str {
+        "apt-sources"
+    }
+
+    fn plan(&self, ud: &UserData, ctx: &Ctx, st: &mut PlanState) -> Result<Vec<Action>, StepError> {
+        let apt = &ud.apt;
+        let mut a = Vec::new();
+        let defaults = default_mirrors(&ctx.os_id);
+        let primary = pick(&apt.primary, &ctx.arch).unwrap_or(defaults.primary);
+        let security = pick(&apt.security, &ctx.arch).unwrap_or_else(|| {
+            if apt.primary.is_empty() {
+                defaults.security.clone()
+            } else {
+                primary.clone()
+            }
+        });
+        let release = ctx.release.as_deref();
+        // keyserver fetches go through the apt proxy (HTTPS proxy first)
+        let proxy = apt.proxy.https.as_deref().or(apt.proxy.http.as_deref());
+        let mut changed_lists = false;
+
+        // mirror keys
+        for (name, list) in [("primary", &apt.primary), ("security", &apt.security)] {
+            if let Some(m) = list
+                .iter()
+                .find(|m| m.arches.iter().any(|x| x == &ctx.arch || x == "default"))
+            {
+                if let Some(k) = &m.key {
+                    a.push(key_action(k, &format!("{KEYRING_DIR}/{name}.gpg"), proxy)?);
+                    a.push(Action::Note {
+                        text: format!("{name} mirror key written to {KEYRING_DIR}/{name}.gpg; reference it with signed-by in sources_list"),
+                    });
+                }
+                if m.search_dns {
+                    a.push(Action::Note {
+                        text: format!("{name}: search_dns is not supported by bootcfg; ignored"),
+                    });
+                }
+            }
+        }
+
+        if !apt.preserve_sources_list {
+            let tmpl = apt
+                .sources_list
+                .as_deref()
+                .unwrap_or(default_template(&ctx.os_id));
+            let vars = [
+                ("RELEASE", release),
+                ("codename", release),
+                ("MIRROR", Some(primary.as_str())),
+                ("PRIMARY", Some(primary.as_str())),
+                ("SECURITY", Some(security.as_str())),
+            ];
+            let mut text = render(tmpl, &vars).map_err(StepError::Invalid)?;
+            if !apt.disable_suites.is_empty() {
+                text = disable_suites(&text, &apt.disable_suites, release);
+            }
+            a.push(Action::Write {
+                path: "/etc/apt/sources.list".into(),
+                content: Content::Text(text),
+                mode: 0o644,
+            });
+            changed_lists = true;
+        }
+
+        let repo_re = regex::Regex::new(&apt.add_apt_repo_match)
+            .map_err(|e| StepError::Invalid(format!("apt.add_apt_repo_match: {e}")))?;
+        for s in &apt.sources {
+            let stem = s
+                .filename
+                .strip_suffix(".list")
+                .unwrap_or(&s.filename)
+                .to_owned();
+            if stem.is_empty() || stem.contains('/') || stem.starts_with('.') {
+                return Err(StepError::Invalid(format!(
+                    "apt.sources.{}: bad file name `{}`",
+                    s.name, s.filename
+                )));
+            }
+            let keyring = format!("{KEYRING_DIR}/{stem}.gpg");
+            let source = s.source.as_deref();
+            if let Some(ppa) = source.and_then(|x| x.strip_prefix("ppa:")) {
+                if ctx.os_id != "ubuntu" {
+                    return Err(StepError::Invalid(format!(
+                        "apt.sources.{}: `ppa:` sources are built for Ubuntu, and this root is `{}`; use a `deb …` line instead",
+                        s.name, ctx.os_id
+                    )));
+                }
+                let (owner, name) = ppa.split_once('/').ok_or_else(|| {
+                    StepError::Invalid(format!(
+                        "apt.sources.{}: `ppa:{ppa}` is not ppa:owner/name",
+                        s.name
+                    ))
+                })?;
+                let rel = release.ok_or_else(|| {
+                    StepError::Invalid("the root's /etc/os-release has no VERSION_CODENAME".into())
+                })?;
+                a.push(Action::FetchKey {
+                    key: KeyFetch::Launchpad {
+                        owner: owner.into(),
+                        name: name.into(),
+                        keyserver: schemas::userdata::model::DEFAULT_KEYSERVER.into(),
+                    },
+                    dest: keyring.clone(),
+                    proxy: proxy.map(str::to_owned),
+                });
+                let line = format!(
+                    "deb [signed-by={keyring}] https://ppa.launchpadcontent.net/{owner}/{name}/ubuntu {rel} main"
+                );
+                a.push(Action::Write {
+                    path: format!("{SOURCES_DIR}/{stem}.list"),
+                    content: Content::Text(format!("{line}\n")),
+                    mode: 0o644,
+                });
+                changed_lists = true;
+                continue;
+            }
+            if let Some(k) = &s.key {
+                a.push(key_action(k, &keyring, proxy)?);
+            }
+            let Some(src) = source else { continue };
+            if repo_re.is_match(src) {
+                a.push(Action::Run {
+                    cmd: crate::runner::Cmd::new([
+                        crate::runner::programs::ADD_APT_REPOSITORY,
+                        "--no-update",
+                        src,
+                    ]),
+                });
+                changed_lists = true;
+                continue;
+            }
+            let key_file = s.key.as_ref().map(|_| keyring.as_str());
+            let vars = [
+                ("RELEASE", release),
+                ("MIRROR", Some(primary.as_str())),
+                ("PRIMARY", Some(primary.as_str())),
+                ("SECURITY", Some(security.as_str())),
+                ("KEY_FILE", key_file),
+            ];
+            let mut line = render(src, &vars)
+                .map_err(|e| StepError::Invalid(format!("apt.sources.{}.source: {e}", s.name)))?;
+            if let Some(k) = key_file {
+                line = inject_signed_by(&line, k);
+            }
+            let path = format!("{SOURCES_DIR}/{}", s.filename);
+            let content = if s.append {
+                Content::AppendLine(line)
+            } else {
+                Content::Text(format!("{line}\n"))
+            };
+            a.push(Action::Write {
+                path,
+                content,
+                mode: 0o644,
+            });
+            changed_lists = true;
+        }
+        if changed_lists {
+            st.update_once(&mut a);
+        }
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::testutil::*;
+    use schemas::userdata::model::Source;
+
+    const KEY: &str = include_str!("../../tests/fixtures/repo-key.asc");
+
+    fn src(name: &str, line: &str, key: Option<KeySource>) -> Source {
+        Source {
+            name: name.into(),
+            filename: format!("{name}.list"),
+            source: Some(line.into()),
+            key,
+            append: true,
+        }
+    }
+
+    #[test]
+    fn render_vars_and_errors() {
+        let v = [
+            ("RELEASE", Some("bookworm")),
+            ("KEY_FILE", None),
+            ("MIRROR", Some("http://m")),
+        ];
+        assert_eq!(
+            render("deb $MIRROR ${RELEASE} main", &v).unwrap(),
+            "deb http://m bookworm main"
+        );
+        assert!(
+            render("deb $NOPE x", &v)
+                .unwrap_err()
+                .contains("unknown variable")
+        );
+        assert!(
+            render("deb [signed-by=$KEY_FILE] x", &v)
+                .unwrap_err()
+                .contains("no key")
+        );
+    }
+
+    #[test]
+    fn signed_by_injection() {
+        assert_eq!(
+            inject_signed_by("deb http://x y main", "/k.gpg"),
+            "deb [signed-by=/k.gpg] http://x y main"
+        );
+        assert_eq!(
+            inject_signed_by("deb [arch=amd64] http://x y main", "/k.gpg"),
+            "deb [signed-by=/k.gpg arch=amd64] http://x y main"
+        );
+        assert_eq!(
+            inject_signed_by("deb [signed-by=/o.gpg] http://x y main", "/k.gpg"),
+            "deb [signed-by=/o.gpg] http://x y main"
+        );
+    }
+
+    #[test]
+    fn keyed_source_gets_own_keyring_signed_by_and_one_update() {
+        let (d, ctx) = root();
+        let mut ud = UserData::default();
+        let key = Some(KeySource::Armored(KEY.into()));
+        ud.apt.sources = vec![
+            src("local", "deb http://127.0.0.1:8089 $RELEASE main", key),
+            src("local2", "deb http://127.0.0.1:8090 feas main", None),
+        ];
+        let mut st = PlanState::default();
+        let acts = AptSources.plan(&ud, &ctx, &mut st).unwrap();
+        assert!(st.apt_updated);
+        let cmds = apply(&ctx, "apt-sources", &acts);
+        let update: Vec<_> = cmds
+            .iter()
+            .filter(|c| c.argv.contains(&"update".to_owned()))
+            .collect();
+        assert_eq!(update.len(), 1, "one apt-get update");
+        let list = read(&d, "/etc/apt/sources.list.d/local.list");
+        assert_eq!(
+            list,
+            "deb [signed-by=/etc/apt/keyrings/local.gpg] http://127.0.0.1:8089 bookworm main\n"
+        );
+        assert_eq!(mode(&d, "/etc/apt/keyrings/local.gpg"), 0o644);
+        let ring = std::fs::read(d.path().join("etc/apt/keyrings/local.gpg")).unwrap();
+        let fpr = include_str!("../../tests/fixtures/repo-key.fpr").trim();
+        assert_eq!(crate::keys::check_fingerprint(&ring, fpr).unwrap(), fpr);
+        assert_eq!(
+            read(&d, "/etc/apt/sources.list.d/local2.list"),
+            "deb http://127.0.0.1:8090 feas main\n"
+        );
+        // rerun: the same line is not appended twice
+        let acts = AptSources
+            .plan(&ud, &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "apt-sources", &acts);
+        assert_eq!(
+            read(&d, "/etc/apt/sources.list.d/local2.list"),
+            "deb http://127.0.0.1:8090 feas main\n"
+        );
+    }
+
+    #[test]
+    fn entries_sharing_a_file_accumulate_and_append_false_replaces() {
+        let (d, ctx) = root();
+        let mut ud = UserData::default();
+        let mut a = src("a", "deb http://a x main", None);
+        a.filename = "shared.list".into();
+        let mut b = src("b", "deb http://b x main", None);
+        b.filename = "shared.list".into();
+        ud.apt.sources = vec![a, b];
+        apply(
+            &ctx,
+            "s",
+            &AptSources
+                .plan(&ud, &ctx, &mut PlanState::default())
+                .unwrap(),
+        );
+        assert_eq!(
+            read(&d, "/etc/apt/sources.list.d/shared.list"),
+            "deb http://a x main\ndeb http://b x main\n"
+        );
+        ud.apt.sources[1].append = false;
+        apply(
+            &ctx,
+            "s",
+            &AptSources
+                .plan(&ud, &ctx, &mut PlanState::default())
+                .unwrap(),
+        );
+        assert_eq!(
+            read(&d, "/etc/apt/sources.list.d/shared.list"),
+            "deb http://b x main\n"
+        );
+    }
+
+    #[test]
+    fn ppa_on_debian_is_a_clear_error() {
+        let (_d, ctx) = root();
+        let mut ud = UserData::default();
+        ud.apt.sources = vec![src("p", "ppa:owner/name", None)];
+        let err = AptSources
+            .plan(&ud, &ctx, &mut PlanState::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("built for Ubuntu"), "{err}");
+    }
+
+    #[test]
+    fn main_list_rendered_with_disabled_suites() {
+        let (d, ctx) = root();
+        let mut ud = UserData::default();
+        ud.apt.preserve_sources_list = false;
+        ud.apt.primary = vec![Mirror {
+            arches: vec!["default".into()],
+            uri: Some("http://mirror.example/debian".into()),
+            ..Default::default()
+        }];
+        ud.apt.disable_suites = vec!["updates".into()];
+        apply(
+            &ctx,
+            "s",
+            &AptSources
+                .plan(&ud, &ctx, &mut PlanState::default())
+                .unwrap(),
+        );
+        let text = read(&d, "/etc/apt/sources.list");
+        assert!(
+            text.contains("deb http://mirror.example/debian bookworm main\n"),
+            "{text}"
+        );
+        assert!(text.contains("# suite disabled by bootcfg: deb http://mirror.example/debian bookworm-updates main"), "{text}");
+    }
+}

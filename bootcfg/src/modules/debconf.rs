@@ -1,0 +1,125 @@
+//! debconf selections, set before any package is installed.
+//!
+//! All selection sets (already sorted by name in the model, as cloud-init sorts them) are joined
+//! and fed to `debconf-set-selections` on stdin. Like cloud-init, packages that are *already
+//! installed* are not reconfigured (the preseed takes effect when a package is installed later);
+//! bootcfg names them in a note instead of a warning buried in a log.
+
+use super::{Module, PlanState};
+use crate::plan::{Action, Ctx, StepError};
+use crate::runner::{Cmd, programs};
+use schemas::userdata::model::UserData;
+
+pub struct Debconf;
+
+/// The package names the selection lines are about (first token, before `:`), sorted, unique.
+pub fn packages_named(lines: &str) -> Vec<String> {
+    let mut v: Vec<String> = lines
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split(|c: char| c == ':' || c.is_whitespace()).next())
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl Module for Debconf {
+    fn name(&self) -> &'static str {
+        "debconf"
+    }
+
+    fn plan(
+        &self,
+        ud: &UserData,
+        ctx: &Ctx,
+        _st: &mut PlanState,
+    ) -> Result<Vec<Action>, StepError> {
+        let sets = &ud.apt.debconf_selections;
+        if sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut input = String::new();
+        for s in sets {
+            input.push_str(s.lines.trim_end_matches('\n'));
+            input.push('\n');
+        }
+        let mut a = vec![Action::Run {
+            cmd: Cmd::new([programs::DEBCONF_SET_SELECTIONS]).stdin(input.clone()),
+        }];
+        let installed: Vec<String> = packages_named(&input)
+            .into_iter()
+            .filter(|p| is_installed(ctx, p))
+            .collect();
+        if !installed.is_empty() {
+            a.push(Action::Note {
+                text: format!(
+                    "already installed, so the preseed reaches the debconf database but not the system until reconfigured: {}",
+                    installed.join(", ")
+                ),
+            });
+        }
+        Ok(a)
+    }
+}
+
+/// Whether dpkg's status file lists `pkg` as installed (read directly: no command at plan time).
+fn is_installed(ctx: &Ctx, pkg: &str) -> bool {
+    let Ok(Some(status)) = ctx.root.read("/var/lib/dpkg/status") else {
+        return false;
+    };
+    let status = String::from_utf8_lossy(&status);
+    status.split("\n\n").any(|stanza| {
+        stanza.lines().any(|l| l == format!("Package: {pkg}"))
+            && stanza
+                .lines()
+                .any(|l| l.starts_with("Status:") && l.ends_with(" installed"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::testutil::*;
+    use schemas::userdata::model::DebconfSet;
+
+    #[test]
+    fn selections_fed_on_stdin_in_order() {
+        let (d, ctx) = root();
+        std::fs::create_dir_all(d.path().join("var/lib/dpkg")).unwrap();
+        std::fs::write(d.path().join("var/lib/dpkg/status"), "Package: locales\nStatus: install ok installed\n\nPackage: tzdata\nStatus: deinstall ok config-files\n").unwrap();
+        let mut ud = UserData::default();
+        ud.apt.debconf_selections = vec![
+            DebconfSet {
+                name: "a".into(),
+                lines: "locales locales/default_environment_locale select de_DE.UTF-8\n".into(),
+            },
+            DebconfSet {
+                name: "b".into(),
+                lines: "tzdata tzdata/Areas select Europe".into(),
+            },
+        ];
+        let acts = Debconf.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
+        let cmds = apply(&ctx, "debconf", &acts);
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(cmds[0].argv, ["debconf-set-selections"]);
+        assert_eq!(
+            cmds[0].stdin.as_deref().unwrap(),
+            "locales locales/default_environment_locale select de_DE.UTF-8\ntzdata tzdata/Areas select Europe\n"
+        );
+        assert!(matches!(&acts[1], Action::Note { text } if text.ends_with(": locales")));
+    }
+
+    #[test]
+    fn nothing_to_do_without_selections() {
+        let (_d, ctx) = root();
+        assert!(
+            Debconf
+                .plan(&UserData::default(), &ctx, &mut PlanState::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! The five modules, in boot order (the order cloud-init runs its equivalents: `apt_configure`
+//! in the config stage, then `package_update_upgrade_install` and `puppet` in the final stage).
+//!
+//! Each module only *plans*: it turns the user-data into a list of [`Action`]s. The engine in
+//! [`crate::plan`] shows or carries them out, so `plan` and `apply` share one code path.
+
+pub mod apt_conf;
+pub mod apt_sources;
+pub mod debconf;
+pub mod packages;
+pub mod puppet;
+
+use crate::plan::{Action, Ctx, StepError};
+use crate::runner::programs;
+use schemas::userdata::model::UserData;
+
+/// State shared between modules while planning one run.
+#[derive(Debug, Default)]
+pub struct PlanState {
+    /// An `apt-get update` is already planned in this run (after sources): do not repeat it.
+    pub apt_updated: bool,
+    /// A `dpkg --configure -a` check is already planned in this run.
+    pub dpkg_checked: bool,
+}
+
+impl PlanState {
+    /// The recovery check and `apt-get update`, unless already planned in this run.
+    pub fn update_once(&mut self, actions: &mut Vec<Action>) {
+        self.check_dpkg(actions);
+        if !self.apt_updated {
+            actions.push(Action::Run {
+                cmd: crate::runner::Cmd::new(apt_get(&["update"])).apt(),
+            });
+            self.apt_updated = true;
+        }
+    }
+    pub fn check_dpkg(&mut self, actions: &mut Vec<Action>) {
+        if !self.dpkg_checked {
+            actions.push(Action::RecoverDpkg);
+            self.dpkg_checked = true;
+        }
+    }
+}
+
+/// One step of first-boot configuration.
+pub trait Module: Sync {
+    /// Stable name: used in markers (`<name>.done`), the result file and plan output.
+    fn name(&self) -> &'static str;
+    /// The actions this module would carry out for `ud` on the machine described by `ctx`.
+    fn plan(&self, ud: &UserData, ctx: &Ctx, st: &mut PlanState) -> Result<Vec<Action>, StepError>;
+}
+
+/// Every module, in boot order.
+pub fn all() -> [&'static dyn Module; 5] {
+    [
+        &apt_conf::AptConf,
+        &apt_sources::AptSources,
+        &debconf::Debconf,
+        &packages::Packages,
+        &puppet::Puppet,
+    ]
+}
+
+/// `apt-get` with the options every call uses: keep existing conffiles, assume yes, quiet, and
+/// let apt retry each download 3 times. `DEBIAN_FRONTEND=noninteractive` comes from the runner.
+pub fn apt_get(args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        programs::APT_GET,
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "-o",
+        "Acquire::Retries=3",
+        "--assume-yes",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    v.extend(args.iter().map(|s| (*s).to_owned()));
+    v
+}
+
+/// Secrets that must never appear in logs or plan output: proxy credentials and CSR
+/// attribute values (challengePassword, pre-shared keys).
+pub fn secrets(ud: &UserData, instance_id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in [&ud.apt.proxy.http, &ud.apt.proxy.https, &ud.apt.proxy.ftp]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(ui) = userinfo(p) {
+            out.push(ui.to_owned());
+        }
+    }
+    if let Some(csr) = ud.puppet.as_ref().and_then(|p| p.csr_attributes.as_ref()) {
+        out.extend(
+            csr.custom_attributes
+                .values()
+                .map(|v| v.replace("%i", instance_id)),
+        );
+        for (k, v) in &csr.extension_requests {
+            let k = k.to_ascii_lowercase();
+            if k.contains("preshared")
+                || k.contains("password")
+                || k.contains("secret")
+                || k.contains("token")
+            {
+                out.push(v.replace("%i", instance_id));
+            }
+        }
+    }
+    out
+}
+
+/// The `user:password` part of a URL, if any.
+pub fn userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next()?;
+    authority.rsplit_once('@').map(|(ui, _)| ui)
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use crate::plan::{Action, Ctx, Engine, Mode};
+    use crate::rootfs::Root;
+    use crate::runner::{Cmd, CmdOutput, RunError, Runner};
+    use std::cell::RefCell;
+
+    /// A runner that records commands and succeeds.
+    #[derive(Default)]
+    pub struct Recorder {
+        pub cmds: RefCell<Vec<Cmd>>,
+    }
+    impl Runner for Recorder {
+        fn run(&self, cmd: &Cmd) -> Result<CmdOutput, RunError> {
+            self.cmds.borrow_mut().push(cmd.clone());
+            Ok(CmdOutput {
+                code: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+                elapsed: Default::default(),
+            })
+        }
+    }
+
+    /// A temp root with a Debian bookworm os-release.
+    pub fn root() -> (tempfile::TempDir, Ctx) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/os-release"),
+            "ID=debian\nVERSION_CODENAME=bookworm\n",
+        )
+        .unwrap();
+        let ctx = Ctx::new(Root::new(d.path()).unwrap(), "i-0abc", "web-1.example.com");
+        (d, ctx)
+    }
+
+    /// Apply actions with the recorder; return the commands run.
+    pub fn apply(ctx: &Ctx, module: &str, actions: &[Action]) -> Vec<Cmd> {
+        let rec = Recorder::default();
+        let mut e = Engine::new(ctx, &rec, Mode::Apply);
+        for a in actions {
+            e.execute(module, a).unwrap();
+        }
+        rec.cmds.into_inner()
+    }
+
+    pub fn read(d: &tempfile::TempDir, p: &str) -> String {
+        std::fs::read_to_string(d.path().join(p.trim_start_matches('/'))).unwrap()
+    }
+    pub fn mode(d: &tempfile::TempDir, p: &str) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(d.path().join(p.trim_start_matches('/')))
+            .unwrap()
+            .mode()
+            & 0o7777
+    }
+}

@@ -1,0 +1,309 @@
+//! The Puppet agent: install, `puppet.conf`, CA certificate, `csr_attributes.yaml`, service, exec.
+//!
+//! Layouts (`install_type`):
+//! - `packages` (default, Debian): `/etc/puppet/puppet.conf`, ssldir `/var/lib/puppet/ssl`,
+//!   `/etc/puppet/csr_attributes.yaml`, `puppet` on PATH; package `puppet-agent`, falling back
+//!   to `puppet` when apt does not know `puppet-agent`.
+//! - `aio` (Puppet/OpenVox all-in-one): `/etc/puppetlabs/puppet/{puppet.conf,ssl,csr_attributes.yaml}`,
+//!   `/opt/puppetlabs/bin/puppet`; package `puppet-agent` (or `openvox-agent`) from an apt
+//!   repository you configure under `apt.sources`. Deliberate difference: cloud-init downloads
+//!   and runs an install script without a checksum; bootcfg installs only through apt.
+//!
+//! `conf_file`, `ssl_dir` and `csr_attributes_path` override the layout's paths. Unlike
+//! cloud-init, bootcfg never runs `puppet config print` to find them (so nothing runs before the
+//! package is installed).
+//!
+//! Order, as in cloud-init: install → puppet.conf → ca.pem → csr_attributes.yaml →
+//! `systemctl enable` → `puppet agent <exec_args>` → `systemctl start --no-block` (root `/` only).
+//! - puppet.conf is *merged* ([`crate::ini`]): other keys, sections and comments are kept; no
+//!   `puppet.conf.old` is left behind (cloud-init rewrites it sorted, comments dropped).
+//!   `certname` (in any section) has `%i` → instance id and `%f` → FQDN, then is lower-cased.
+//! - `ca_cert` → `<ssl_dir>/certs/ca.pem`, 0644, ssldir 0771 (owner root: the agent runs as root).
+//! - `csr_attributes.yaml` is written **0600** (cloud-init: 0644) since it holds the challenge
+//!   password; `%i` in its values is the instance id.
+//! - `exec`: exit code 2 ("changes applied" with `--test`/`--detailed-exitcodes`) is success
+//!   (cloud-init treats it as failure, issue #5747).
+
+use super::{Module, PlanState, apt_get};
+use crate::plan::{Action, Content, Ctx, StepError};
+use crate::runner::{Cmd, programs};
+use schemas::userdata::model::{InstallType, UserData};
+
+pub struct Puppet;
+
+/// Paths of one Puppet layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub conf_file: String,
+    pub ssl_dir: String,
+    pub csr_attributes: String,
+    pub bin: &'static str,
+    pub packages: Vec<String>,
+    pub units: Vec<String>,
+}
+
+pub fn layout(p: &schemas::userdata::model::Puppet) -> Layout {
+    let mut l = match p.install_type {
+        InstallType::Packages => Layout {
+            conf_file: "/etc/puppet/puppet.conf".into(),
+            ssl_dir: "/var/lib/puppet/ssl".into(),
+            csr_attributes: "/etc/puppet/csr_attributes.yaml".into(),
+            bin: programs::PUPPET,
+            packages: vec!["puppet-agent".into(), "puppet".into()],
+            units: vec!["puppet-agent.service".into(), "puppet.service".into()],
+        },
+        InstallType::Aio => Layout {
+            conf_file: "/etc/puppetlabs/puppet/puppet.conf".into(),
+            ssl_dir: "/etc/puppetlabs/puppet/ssl".into(),
+            csr_attributes: "/etc/puppetlabs/puppet/csr_attributes.yaml".into(),
+            bin: programs::PUPPET_AIO,
+            packages: vec!["puppet-agent".into(), "openvox-agent".into()],
+            units: vec!["puppet.service".into()],
+        },
+    };
+    if let Some(c) = &p.conf_file {
+        l.conf_file = c.clone();
+    }
+    if let Some(s) = &p.ssl_dir {
+        l.ssl_dir = s.trim_end_matches('/').to_owned();
+    }
+    if let Some(c) = &p.csr_attributes_path {
+        l.csr_attributes = c.clone();
+    }
+    if let Some(n) = &p.package_name {
+        l.packages = vec![n.clone()];
+    }
+    l
+}
+
+/// `%i` → instance id, `%f` → FQDN, lower-cased (cloud-init's certname rule).
+pub fn certname(value: &str, ctx: &Ctx) -> String {
+    value
+        .replace("%i", &ctx.instance_id)
+        .replace("%f", &ctx.fqdn)
+        .to_lowercase()
+}
+
+/// `csr_attributes.yaml` with `%i` expanded in values; keys sorted; empty maps left out.
+pub fn csr_yaml(csr: &schemas::userdata::model::CsrAttributes, ctx: &Ctx) -> String {
+    use serde_yaml_ng::{Mapping, Value};
+    let mut top = Mapping::new();
+    for (name, map) in [
+        ("custom_attributes", &csr.custom_attributes),
+        ("extension_requests", &csr.extension_requests),
+    ] {
+        if map.is_empty() {
+            continue;
+        }
+        let mut m = Mapping::new();
+        for (k, v) in map {
+            m.insert(
+                Value::String(k.clone()),
+                Value::String(v.replace("%i", &ctx.instance_id)),
+            );
+        }
+        top.insert(Value::String(name.into()), Value::Mapping(m));
+    }
+    serde_yaml_ng::to_string(&Value::Mapping(top)).unwrap_or_default()
+}
+
+impl Module for Puppet {
+    fn name(&self) -> &'static str {
+        "puppet"
+    }
+
+    fn plan(&self, ud: &UserData, ctx: &Ctx, st: &mut PlanState) -> Result<Vec<Action>, StepError> {
+        let Some(p) = &ud.puppet else {
+            return Ok(Vec::new());
+        };
+        let l = layout(p);
+        let mut a = Vec::new();
+        if p.install {
+            st.update_once(&mut a);
+            a.push(Action::InstallFirstKnown {
+                candidates: l.packages.clone(),
+                version: p.version.clone(),
+                apt_get: apt_get(&["install"]),
+            });
+        }
+        let settings: Vec<(String, Vec<(String, String)>)> = p
+            .conf
+            .iter()
+            .map(|(sec, kvs)| {
+                let kvs = kvs
+                    .iter()
+                    .map(|(k, v)| {
+                        if k.eq_ignore_ascii_case("certname") {
+                            (k.clone(), certname(v, ctx))
+                        } else {
+                            (k.clone(), v.clone())
+                        }
+                    })
+                    .collect();
+                (sec.clone(), kvs)
+            })
+            .collect();
+        if !settings.is_empty() {
+            a.push(Action::Write {
+                path: l.conf_file.clone(),
+                content: Content::IniMerge(settings),
+                mode: 0o644,
+            });
+        }
+        if let Some(ca) = &p.ca_cert {
+            let mut pem = ca.trim_end().to_owned();
+            pem.push('\n');
+            a.push(Action::MkDir {
+                path: l.ssl_dir.clone(),
+                mode: 0o771,
+            });
+            a.push(Action::MkDir {
+                path: format!("{}/certs", l.ssl_dir),
+                mode: 0o755,
+            });
+            a.push(Action::Write {
+                path: format!("{}/certs/ca.pem", l.ssl_dir),
+                content: Content::Text(pem),
+                mode: 0o644,
+            });
+        }
+        if let Some(csr) = &p.csr_attributes {
+            a.push(Action::Write {
+                path: l.csr_attributes.clone(),
+                content: Content::Text(csr_yaml(csr, ctx)),
+                mode: 0o600,
+            });
+        }
+        if p.start_service {
+            a.push(Action::Service {
+                units: l.units.clone(),
+                enable: true,
+                start: false,
+            });
+        }
+        if p.exec {
+            let mut argv = vec![l.bin.to_owned(), "agent".to_owned()];
+            argv.extend(p.exec_args.iter().cloned());
+            a.push(Action::Run {
+                cmd: Cmd::new(argv).ok_codes(&[0, 2]),
+            });
+        }
+        if p.start_service {
+            a.push(Action::Service {
+                units: l.units,
+                enable: false,
+                start: true,
+            });
+        }
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::testutil::*;
+    use schemas::userdata::model::{CsrAttributes, Puppet as P};
+
+    fn ud() -> UserData {
+        let mut csr = CsrAttributes::default();
+        csr.custom_attributes
+            .insert("1.2.840.113549.1.9.7".into(), "s3cret-%i".into());
+        csr.extension_requests
+            .insert("pp_instance_id".into(), "%i".into());
+        UserData {
+            puppet: Some(P {
+                conf: vec![
+                    (
+                        "main".into(),
+                        vec![
+                            ("server".into(), "puppet.example".into()),
+                            ("certname".into(), "%i.%f".into()),
+                        ],
+                    ),
+                    (
+                        "agent".into(),
+                        vec![("http_keepalive_timeout".into(), "0".into())],
+                    ),
+                ],
+                ca_cert: Some(
+                    "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----".into(),
+                ),
+                csr_attributes: Some(csr),
+                exec: true,
+                exec_args: vec!["--test".into(), "--waitforcert".into(), "0".into()],
+                ..P::default()
+            }),
+            ..UserData::default()
+        }
+    }
+
+    #[test]
+    fn writes_merged_conf_ca_and_0600_csr_and_runs_in_order() {
+        let (d, ctx) = root();
+        std::fs::create_dir_all(d.path().join("etc/puppet")).unwrap();
+        std::fs::write(
+            d.path().join("etc/puppet/puppet.conf"),
+            "# Debian default\n[main]\nssldir = /var/lib/puppet/ssl\n",
+        )
+        .unwrap();
+        let acts = Puppet.plan(&ud(), &ctx, &mut PlanState::default()).unwrap();
+        let cmds = apply(&ctx, "puppet", &acts);
+        assert_eq!(
+            read(&d, "/etc/puppet/puppet.conf"),
+            "# Debian default\n[main]\nssldir = /var/lib/puppet/ssl\nserver = puppet.example\ncertname = i-0abc.web-1.example.com\n\n[agent]\nhttp_keepalive_timeout = 0\n"
+        );
+        assert_eq!(
+            read(&d, "/var/lib/puppet/ssl/certs/ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(mode(&d, "/var/lib/puppet/ssl/certs/ca.pem"), 0o644);
+        assert_eq!(mode(&d, "/var/lib/puppet/ssl"), 0o771);
+        assert_eq!(
+            read(&d, "/etc/puppet/csr_attributes.yaml"),
+            "custom_attributes:\n  1.2.840.113549.1.9.7: s3cret-i-0abc\nextension_requests:\n  pp_instance_id: i-0abc\n"
+        );
+        assert_eq!(mode(&d, "/etc/puppet/csr_attributes.yaml"), 0o600);
+        let shown: Vec<String> = cmds.iter().map(|c| c.argv.join(" ")).collect();
+        // recorder: apt-cache probe finds puppet-agent first
+        assert!(
+            shown[1].starts_with("apt-cache show --no-all-versions puppet-agent"),
+            "{shown:?}"
+        );
+        assert!(shown[2].ends_with("install puppet-agent"), "{shown:?}");
+        assert_eq!(shown.last().unwrap(), "puppet agent --test --waitforcert 0");
+        assert_eq!(cmds.last().unwrap().ok_codes, [0, 2]);
+    }
+
+    #[test]
+    fn plan_output_redacts_the_challenge_password() {
+        let (_d, mut ctx) = root();
+        let u = ud();
+        for s in crate::modules::secrets(&u, &ctx.instance_id) {
+            ctx.redactor.add(&s);
+        }
+        let rec = Recorder::default();
+        let mut e = crate::plan::Engine::new(&ctx, &rec, crate::plan::Mode::Plan);
+        for a in Puppet.plan(&u, &ctx, &mut PlanState::default()).unwrap() {
+            e.execute("puppet", &a).unwrap();
+        }
+        let text = crate::plan::render_steps(&e.steps, crate::plan::Mode::Plan);
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+        assert!(rec.cmds.borrow().is_empty(), "plan runs nothing");
+    }
+
+    #[test]
+    fn aio_layout_and_overrides() {
+        let mut p = P {
+            install_type: InstallType::Aio,
+            ..P::default()
+        };
+        assert_eq!(layout(&p).conf_file, "/etc/puppetlabs/puppet/puppet.conf");
+        assert_eq!(layout(&p).bin, "/opt/puppetlabs/bin/puppet");
+        p.ssl_dir = Some("/srv/ssl/".into());
+        p.package_name = Some("openvox-agent".into());
+        assert_eq!(layout(&p).ssl_dir, "/srv/ssl");
+        assert_eq!(layout(&p).packages, ["openvox-agent"]);
+    }
+}
