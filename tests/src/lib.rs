@@ -3,5 +3,7 @@
 
 pub mod aptrepo;
 pub mod chroot;
+pub mod imds;
 pub mod moto;
+pub mod puppet;
 pub mod rootfs;
