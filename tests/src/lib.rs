@@ -5,5 +5,4 @@ pub mod aptrepo;
 pub mod chroot;
 pub mod imds;
 pub mod moto;
-pub mod puppet;
 pub mod rootfs;

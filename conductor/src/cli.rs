@@ -1,0 +1,123 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples:
+  conductor launch -c conductor.yaml --count 3
+  conductor launch -c conductor.yaml --dry-run
+  conductor register -c conductor.yaml --output json
+  conductor list -c conductor.yaml
+  conductor revoke -c conductor.yaml 0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11
+  conductor prune -c conductor.yaml
+
+Exit codes:
+  0  everything succeeded
+  1  failed; nothing was launched or changed (or the command itself failed)
+  2  bad usage or an invalid config file
+  3  partial failure: some launches failed (see the result table)
+
+AWS: the standard credential chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, ~/.aws, instance profile),
+AWS_REGION, and AWS_ENDPOINT_URL for S3/EC2-compatible endpoints.";
+
+/// Launch EC2 instances that join Puppet by themselves: each gets a random certname and a
+/// one-time secret in its user-data, registered (as a hash) where the signer looks.
+#[derive(Debug, Parser)]
+#[command(name = "conductor", version, after_help = EXAMPLES, max_term_width = 100)]
+pub struct Cli {
+    /// Output format of results (stdout); logs always go to stderr.
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    pub output: Format,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// AWS region (overrides `region:` in the config and AWS_REGION).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS named profile (overrides `profile:` in the config and AWS_PROFILE).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register and launch instances (registration first; undone if the launch fails).
+    #[command(
+        after_help = "Example:\n  conductor launch -c conductor.yaml --image ami-0123456789abcdef0 --count 10 --output json"
+    )]
+    Launch(LaunchArgs),
+    /// Create registrations and print their user-data, for other launchers (Terraform, launch templates).
+    #[command(
+        after_help = "Example:\n  conductor register -c conductor.yaml > user-data.yaml\n  conductor register -c conductor.yaml --count 5 --out-dir ./user-data"
+    )]
+    Register(RegisterArgs),
+    /// Show registrations with their state (pending, consumed, expired) and instance ids.
+    #[command(after_help = "Example:\n  conductor list -c conductor.yaml --output json")]
+    List(ConfigArg),
+    /// Remove registrations, so the signer refuses their certnames.
+    #[command(
+        after_help = "Example:\n  conductor revoke -c conductor.yaml 0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11"
+    )]
+    Revoke(RevokeArgs),
+    /// Remove expired registrations.
+    #[command(after_help = "Example:\n  conductor prune -c conductor.yaml")]
+    Prune(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The conductor config (see examples/conductor.yaml).
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "CONDUCTOR_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// AMI to launch (overrides `launch.image`).
+    #[arg(long, value_name = "AMI")]
+    pub image: Option<String>,
+    /// Number of instances.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub count: u32,
+    /// Print the user-data (secret redacted) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Number of registrations.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub count: u32,
+    /// Write each user-data to DIR/<certname>.yaml (mode 0600) instead of stdout; needed for
+    /// --count > 1 with text output.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Certnames to revoke.
+    #[arg(required = true, value_name = "CERTNAME")]
+    pub certnames: Vec<String>,
+}

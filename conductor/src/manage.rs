@@ -1,0 +1,156 @@
+//! `conductor list`, `revoke` and `prune`.
+
+use crate::cli::Format;
+use crate::{exit, output};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use schemas::registration::State;
+use schemas::registry::Registry;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// One registration as `list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub certname: String,
+    pub state: State,
+    pub instance_id: Option<String>,
+    pub image_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub launched_by: String,
+    pub consumed_at: Option<DateTime<Utc>>,
+}
+
+/// Read every registration (16 reads in flight). A registration deleted meanwhile is skipped.
+pub async fn entries(registry: &Arc<dyn Registry>) -> anyhow::Result<Vec<Entry>> {
+    let names = registry.list().await.context("listing registrations")?;
+    let now = Utc::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut tasks = tokio::task::JoinSet::new();
+    for name in names {
+        let (registry, semaphore) = (Arc::clone(registry), Arc::clone(&semaphore));
+        tasks.spawn(async move {
+            let _permit = semaphore
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            registry
+                .get(&name)
+                .await
+                .with_context(|| format!("reading registration {name}"))
+        });
+    }
+    let mut entries = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Some((r, _)) = joined.context("a registry read panicked")?? {
+            entries.push(Entry {
+                state: r.state(now),
+                consumed_at: r.consumed.as_ref().map(|c| c.at),
+                certname: r.certname,
+                instance_id: r.instance_id,
+                image_id: r.image_id,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                launched_by: r.launched_by,
+            });
+        }
+    }
+    entries.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.certname.cmp(&b.certname))
+    });
+    Ok(entries)
+}
+
+pub async fn list(registry: &Arc<dyn Registry>, format: Format) -> anyhow::Result<u8> {
+    let entries = entries(registry).await?;
+    match format {
+        Format::Json => output::print_json(&entries)?,
+        Format::Text => {
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.certname.clone(),
+                        e.state.to_string(),
+                        e.instance_id.clone().unwrap_or_else(|| "-".into()),
+                        e.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&["CERTNAME", "STATE", "INSTANCE", "EXPIRES"], &rows);
+        }
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+struct Removed {
+    certname: String,
+    /// `revoked`, `not registered`, `pruned`.
+    result: String,
+}
+
+pub async fn revoke(
+    registry: &Arc<dyn Registry>,
+    certnames: &[String],
+    format: Format,
+) -> anyhow::Result<u8> {
+    let mut done = Vec::new();
+    for name in certnames {
+        let existed = registry
+            .get(name)
+            .await
+            .with_context(|| format!("reading registration {name}"))?
+            .is_some();
+        registry
+            .delete(name)
+            .await
+            .with_context(|| format!("revoking {name}"))?;
+        tracing::info!(certname = %name, existed, "revoked");
+        done.push(Removed {
+            certname: name.clone(),
+            result: if existed { "revoked" } else { "not registered" }.into(),
+        });
+    }
+    report(&done, format)?;
+    Ok(exit::OK)
+}
+
+pub async fn prune(registry: &Arc<dyn Registry>, format: Format) -> anyhow::Result<u8> {
+    let mut done = Vec::new();
+    for e in entries(registry).await? {
+        // Expired means unconsumed and past its deadline; the signer refuses those, so removing
+        // one cannot race a signature.
+        if e.state == State::Expired {
+            registry
+                .delete(&e.certname)
+                .await
+                .with_context(|| format!("removing {}", e.certname))?;
+            tracing::info!(certname = %e.certname, "pruned");
+            done.push(Removed {
+                certname: e.certname,
+                result: "pruned".into(),
+            });
+        }
+    }
+    report(&done, format)?;
+    if format == Format::Text && done.is_empty() {
+        eprintln!("no expired registrations");
+    }
+    Ok(exit::OK)
+}
+
+fn report(done: &[Removed], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => output::print_json(&done),
+        Format::Text => {
+            for r in done {
+                println!("{}\t{}", r.certname, r.result);
+            }
+            Ok(())
+        }
+    }
+}
