@@ -515,15 +515,7 @@ fn execute_inner(
         result.warnings.push(w.to_string());
     }
     let ud = parsed.config;
-    if !ud.not_handled.is_empty() {
-        let w = format!(
-            "not handled by bootcfg (ignored): {}",
-            ud.not_handled.join(", ")
-        );
-        tracing::warn!("{w}");
-        result.warnings.push(w);
-    }
-
+    // keys bootcfg does not handle (`runcmd`, …) are already among the parser's warnings
     let mut ctx = Ctx::new(root.clone(), &iid, &hostname);
     for s in modules::secrets(&ud, &iid) {
         ctx.redactor.add(&s);
@@ -602,10 +594,13 @@ fn execute_inner(
             job.ds.describe(),
             root.path().display()
         );
-        print!("{}", render_steps(&engine.steps, Mode::Plan));
         for m in &result.modules {
             if let Some(e) = &m.error {
                 println!("== {}: cannot be planned: {e}", m.name);
+            } else if m.steps.is_empty() {
+                println!("== {}: nothing to do", m.name);
+            } else {
+                print!("{}", render_steps(&m.steps, Mode::Plan));
             }
         }
         for w in &result.warnings {
