@@ -17,7 +17,7 @@ Examples:
   bootcfg validate --strict --output json user-data.yaml
   base64 -w0 user-data.gz | bootcfg validate -
 
-Input may be plain #cloud-config, gzip, single-line base64 or MIME multipart, as EC2 delivers it.
+Input may be #cloud-config, gzip, one-line base64 or MIME multipart (as EC2 gives it).
 Exit codes: 0 all files valid, 1 a file is invalid or unreadable, 2 usage error.";
 
 #[derive(Debug, clap::Args)]

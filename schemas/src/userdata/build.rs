@@ -861,7 +861,10 @@ fn source_line(
             ctx.err(
                 node,
                 path,
-                format!("`{line}` is not a valid repository shortcut"),
+                format!(
+                    "`{}` is not a valid repository shortcut",
+                    checks::shown(line)
+                ),
                 "write it as `ppa:owner/name` on one line",
             );
         }
@@ -881,7 +884,7 @@ fn source_line(
             ctx.err(
                 node,
                 path,
-                format!("`{}` is not a one-line apt source", l.chars().take(60).collect::<String>()),
+                format!("`{}` is not a one-line apt source", checks::shown(l)),
                 "write `deb [signed-by=$KEY_FILE] http://host/path suite component…` (see sources.list(5)), or `ppa:owner/name`",
             );
             return;
@@ -935,10 +938,10 @@ fn debconf_lines(ctx: &mut Ctx, node: &Node, path: &str, lines: &str) -> bool {
             ctx.err(
                 node,
                 path,
+                // The line itself is not echoed: debconf answers may be passwords.
                 format!(
-                    "line {} of the debconf selections (`{}`) is not `package question type value`",
-                    i + 1,
-                    t.chars().take(60).collect::<String>()
+                    "line {} of the debconf selections is not `package question type value`",
+                    i + 1
                 ),
                 "write e.g. `tzdata tzdata/Areas select Europe` (see debconf-set-selections(1))",
             );

@@ -1,6 +1,8 @@
 //! Value checks applied before anything is touched. Each returns the problem and its fix;
 //! the caller adds the file, place and key path. Pure functions, so the agent can reuse them.
 
+use std::sync::LazyLock;
+
 /// What is wrong and what to do, without the place (the caller knows it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -398,17 +400,16 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
-/// `user:password@` in a URL replaced by `***@`, so proxy credentials never reach a log.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+/// Every `user:password@` in URLs replaced by `***@`, so credentials never reach a log.
+pub fn redact(text: &str) -> String {
+    static RE: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"://[^/@\s]*@").expect("static regex"));
+    RE.replace_all(text, "://***@").into_owned()
 }
 
-/// Values echoed in messages are cut short and stripped of control characters.
-fn shown(s: &str) -> String {
-    let clean: String = s
+/// Values echoed in messages are cut short, stripped of control characters and of URL credentials.
+pub fn shown(s: &str) -> String {
+    let clean: String = redact(s)
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
@@ -487,6 +488,12 @@ mod tests {
         assert!(!e.message.contains("secret"), "{e:?}");
         assert!(proxy_url("http://host/\";evil").is_err());
         assert_eq!(redact("http://u:p@h:1/"), "http://***@h:1/");
+        assert_eq!(
+            redact("deb http://u:p@h/ d main # http://x@y/"),
+            "deb http://***@h/ d main # http://***@y/"
+        );
+        let e = mirror_uri("htp://user:secret@mirror/").unwrap_err();
+        assert!(!e.message.contains("secret"), "{e:?}");
     }
 
     #[test]
