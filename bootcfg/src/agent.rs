@@ -185,7 +185,9 @@ pub struct StatusArgs {
 }
 
 fn init_logging() {
+    // BOOTCFG_LOG, else RUST_LOG, else `info`
     let filter = tracing_subscriber::EnvFilter::try_from_env("BOOTCFG_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -362,6 +364,23 @@ pub fn summary(r: &RunResult) -> String {
     s
 }
 
+/// Take `ROOT/var/lib/bootcfg/lock` (flock, non-blocking).
+fn lock_root(root: &Root) -> Result<std::fs::File, String> {
+    let path = format!("{}/lock", marker::STATE_DIR);
+    root.ensure_dir(marker::STATE_DIR, 0o755).map_err(|e| e.to_string())?;
+    let host = root.resolve(&path).map_err(|e| e.to_string())?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&host)
+        .map_err(|e| format!("{}: {e}", host.display()))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        format!("another bootcfg is already working on this root ({} is locked)", host.display())
+    })?;
+    Ok(f)
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -402,6 +421,18 @@ fn execute(job: Job) -> u8 {
         warnings: Vec::new(),
         reboot_required: false,
         modules: Vec::new(),
+    };
+    // one bootcfg at a time per root (released by the kernel if we are killed)
+    let _lock = if job.kind == Kind::Plan {
+        None
+    } else {
+        match lock_root(&root) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("bootcfg: {e}");
+                return 1;
+            }
+        }
     };
     let runner_time = std::cell::Cell::new(Duration::ZERO);
     let code = execute_inner(&job, &root, &mut result, &runner_time);
