@@ -81,6 +81,11 @@ pub fn unique_bucket(stem: &str) -> String {
 impl Moto {
     /// Start a private server on a free port; it is killed when the value is dropped.
     pub fn start() -> anyhow::Result<Moto> {
+        Self::start_with(&[])
+    }
+
+    /// [`Moto::start`] with extra moto settings, e.g. `("MOTO_S3_DEFAULT_MAX_KEYS", "5")`.
+    pub fn start_with(settings: &[(&str, &str)]) -> anyhow::Result<Moto> {
         let bin = venv().join("bin/moto_server");
         let python = venv().join("bin/python");
         if !bin.exists() || !python.exists() {
@@ -93,6 +98,7 @@ impl Moto {
             .args(["-c", LAUNCHER, "-H", "127.0.0.1", "-p", "0"])
             .env("MOTO_ENABLE_AMI_VALIDATION", "true")
             .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+            .envs(settings.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -191,12 +197,27 @@ impl Moto {
     /// A minimal HTTP/1.1 request to the server (no signing: moto does not check signatures).
     /// Returns the status and the body as text.
     pub fn http(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+        self.http_with(method, path, &[], body)
+    }
+
+    /// [`Moto::http`] with extra request headers (e.g. `("x-amz-acl", "public-read")`).
+    pub fn http_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<(u16, String)> {
         let hostport = self.endpoint.trim_start_matches("http://");
         let mut stream = TcpStream::connect(hostport)?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
             body.len()
         )?;
         stream.write_all(body)?;
