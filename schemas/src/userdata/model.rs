@@ -55,6 +55,14 @@ pub struct Apt {
     pub add_apt_repo_match: String,
     /// debconf selection sets, sorted by name, each one or more `pkg question type value` lines.
     pub debconf_selections: Vec<DebconfSet>,
+    /// bootcfg extension (added by the agent, H4a): write `sources` entries as deb822
+    /// `<stem>.sources` files instead of one-line `.list` files. Default `false` (cloud-init's
+    /// format). Suggested user-data key: `apt.sources_format: deb822`.
+    pub deb822: bool,
+    /// bootcfg extension (added by the agent, H4a): after setting the selections,
+    /// `dpkg-reconfigure` the already-installed packages they name (cloud-init only warns).
+    /// Default `false`. Suggested user-data key: `apt.debconf_reconfigure: true`.
+    pub debconf_reconfigure: bool,
 }
 
 impl Default for Apt {
@@ -72,6 +80,8 @@ impl Default for Apt {
             sources: Vec::new(),
             add_apt_repo_match: DEFAULT_ADD_APT_REPO_MATCH.to_owned(),
             debconf_selections: Vec::new(),
+            deb822: false,
+            debconf_reconfigure: false,
         }
     }
 }
