@@ -367,7 +367,8 @@ pub fn summary(r: &RunResult) -> String {
 /// Take `ROOT/var/lib/bootcfg/lock` (flock, non-blocking).
 fn lock_root(root: &Root) -> Result<std::fs::File, String> {
     let path = format!("{}/lock", marker::STATE_DIR);
-    root.ensure_dir(marker::STATE_DIR, 0o755).map_err(|e| e.to_string())?;
+    root.ensure_dir(marker::STATE_DIR, 0o755)
+        .map_err(|e| e.to_string())?;
     let host = root.resolve(&path).map_err(|e| e.to_string())?;
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -376,7 +377,10 @@ fn lock_root(root: &Root) -> Result<std::fs::File, String> {
         .open(&host)
         .map_err(|e| format!("{}: {e}", host.display()))?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
-        format!("another bootcfg is already working on this root ({} is locked)", host.display())
+        format!(
+            "another bootcfg is already working on this root ({} is locked)",
+            host.display()
+        )
     })?;
     Ok(f)
 }

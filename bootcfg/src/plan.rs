@@ -32,6 +32,9 @@ pub enum Content {
     Binary(Vec<u8>),
     /// cloud-init's `append: true`: add the line unless the file already holds it (idempotent).
     AppendLine(String),
+    /// The same for a multi-line block (a deb822 stanza): appended after a blank line unless the
+    /// file already holds it.
+    AppendBlock(String),
     /// Merge these settings into an INI file (puppet.conf), keeping everything else.
     IniMerge(Vec<(String, Vec<(String, String)>)>),
 }
@@ -53,6 +56,23 @@ impl Content {
                     out.push('\n');
                 }
                 out.push_str(line);
+                out.push('\n');
+                out.into_bytes()
+            }
+            Content::AppendBlock(block) => {
+                let cur = current
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .unwrap_or_default();
+                let block = block.trim_end_matches('\n');
+                let stanzas: Vec<&str> = cur.split("\n\n").map(|s| s.trim_matches('\n')).collect();
+                if stanzas.contains(&block) {
+                    return cur.into_bytes();
+                }
+                let mut out = cur.trim_end_matches('\n').to_owned();
+                if !out.is_empty() {
+                    out.push_str("\n\n");
+                }
+                out.push_str(block);
                 out.push('\n');
                 out.into_bytes()
             }
@@ -629,5 +649,16 @@ mod tests {
         assert_eq!(c.render(Some(&once)), once);
         let other = c.render(Some(b"deb http://a b c"));
         assert_eq!(other, b"deb http://a b c\ndeb http://x y main\n");
+    }
+
+    #[test]
+    fn append_block_is_idempotent() {
+        let c = Content::AppendBlock("Types: deb\nURIs: http://x\n".into());
+        let once = c.render(Some(b"Types: deb\nURIs: http://a\n"));
+        assert_eq!(
+            once,
+            b"Types: deb\nURIs: http://a\n\nTypes: deb\nURIs: http://x\n"
+        );
+        assert_eq!(c.render(Some(&once)), once);
     }
 }

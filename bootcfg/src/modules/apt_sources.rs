@@ -138,6 +138,73 @@ pub fn inject_signed_by(line: &str, keyring: &str) -> String {
     }
 }
 
+/// Convert a one-line `deb [opts] uri suite [components…]` source into a deb822 stanza.
+pub fn to_deb822(line: &str) -> Result<String, String> {
+    let mut toks = line.split_whitespace();
+    let kind = toks
+        .next()
+        .filter(|k| *k == "deb" || *k == "deb-src")
+        .ok_or_else(|| format!("`{line}` is not a `deb` line"))?;
+    let rest: Vec<&str> = toks.collect();
+    let mut i = 0;
+    let mut opts: Vec<(String, String)> = Vec::new();
+    if rest.first().is_some_and(|t| t.starts_with('[')) {
+        let mut inner = Vec::new();
+        while i < rest.len() {
+            let t = rest[i].trim_start_matches('[');
+            let end = t.ends_with(']');
+            let t = t.trim_end_matches(']');
+            if !t.is_empty() {
+                inner.push(t.to_owned());
+            }
+            i += 1;
+            if end {
+                break;
+            }
+        }
+        for o in inner {
+            let (k, v) = o
+                .split_once('=')
+                .ok_or_else(|| format!("option `{o}` in `{line}` is not key=value"))?;
+            let key = match k {
+                "arch" => "Architectures".to_owned(),
+                "lang" => "Languages".to_owned(),
+                "target" => "Targets".to_owned(),
+                "signed-by" => "Signed-By".to_owned(),
+                "trusted" => "Trusted".to_owned(),
+                "pdiffs" => "PDiffs".to_owned(),
+                "by-hash" => "By-Hash".to_owned(),
+                "allow-insecure" => "Allow-Insecure".to_owned(),
+                "check-valid-until" => "Check-Valid-Until".to_owned(),
+                other => other
+                    .split('-')
+                    .map(|w| {
+                        let mut c = w.chars();
+                        c.next()
+                            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                            .unwrap_or_default()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("-"),
+            };
+            opts.push((key, v.replace(',', " ")));
+        }
+    }
+    let uri = rest.get(i).ok_or_else(|| format!("`{line}` has no URI"))?;
+    let suite = rest
+        .get(i + 1)
+        .ok_or_else(|| format!("`{line}` has no suite"))?;
+    let comps = &rest[(i + 2).min(rest.len())..];
+    let mut s = format!("Types: {kind}\nURIs: {uri}\nSuites: {suite}\n");
+    if !comps.is_empty() {
+        s.push_str(&format!("Components: {}\n", comps.join(" ")));
+    }
+    for (k, v) in opts {
+        s.push_str(&format!("{k}: {v}\n"));
+    }
+    Ok(s)
+}
+
 /// Comment out lines of a rendered main sources list whose suite is disabled.
 fn disable_suites(text: &str, suites: &[String], release: Option<&str>) -> String {
     let rel = release.unwrap_or("");
@@ -354,11 +421,28 @@ impl Module for AptSources {
             if let Some(k) = key_file {
                 line = inject_signed_by(&line, k);
             }
-            let path = format!("{SOURCES_DIR}/{}", s.filename);
-            let content = if s.append {
-                Content::AppendLine(line)
+            let (path, content) = if apt.deb822 {
+                let stanza = to_deb822(&line)
+                    .map_err(|e| StepError::Invalid(format!("apt.sources.{}: {e}", s.name)))?;
+                let path = format!("{SOURCES_DIR}/{stem}.sources");
+                (
+                    path,
+                    if s.append {
+                        Content::AppendBlock(stanza)
+                    } else {
+                        Content::Text(stanza)
+                    },
+                )
             } else {
-                Content::Text(format!("{line}\n"))
+                let path = format!("{SOURCES_DIR}/{}", s.filename);
+                (
+                    path,
+                    if s.append {
+                        Content::AppendLine(line)
+                    } else {
+                        Content::Text(format!("{line}\n"))
+                    },
+                )
             };
             a.push(Action::Write {
                 path,
@@ -505,6 +589,37 @@ mod tests {
             read(&d, "/etc/apt/sources.list.d/shared.list"),
             "deb http://b x main\n"
         );
+    }
+
+    #[test]
+    fn deb822_output() {
+        assert_eq!(
+            to_deb822("deb [signed-by=/k.gpg arch=amd64,arm64] http://x bookworm main contrib")
+                .unwrap(),
+            "Types: deb\nURIs: http://x\nSuites: bookworm\nComponents: main contrib\nSigned-By: /k.gpg\nArchitectures: amd64 arm64\n"
+        );
+        let (d, ctx) = root();
+        let mut ud = UserData::default();
+        ud.apt.deb822 = true;
+        ud.apt.sources = vec![src(
+            "local",
+            "deb http://127.0.0.1:8089 $RELEASE main",
+            Some(KeySource::Armored(KEY.into())),
+        )];
+        for _ in 0..2 {
+            apply(
+                &ctx,
+                "s",
+                &AptSources
+                    .plan(&ud, &ctx, &mut PlanState::default())
+                    .unwrap(),
+            );
+        }
+        assert_eq!(
+            read(&d, "/etc/apt/sources.list.d/local.sources"),
+            "Types: deb\nURIs: http://127.0.0.1:8089\nSuites: bookworm\nComponents: main\nSigned-By: /etc/apt/keyrings/local.gpg\n"
+        );
+        assert!(!d.path().join("etc/apt/sources.list.d/local.list").exists());
     }
 
     #[test]

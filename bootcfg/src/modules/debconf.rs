@@ -2,7 +2,9 @@
 //!
 //! All selection sets (already sorted by name in the model, as cloud-init sorts them) are joined
 //! and fed to `debconf-set-selections` on stdin. Like cloud-init, packages that are *already
-//! installed* are not reconfigured (the preseed takes effect when a package is installed later);
+//! installed* are not reconfigured unless `apt.debconf_reconfigure` asks for it (then
+//! `dpkg-reconfigure --frontend=noninteractive` runs on them); otherwise the preseed takes effect
+//! when a package is installed later, and
 //! bootcfg names them in a note instead of a warning buried in a log.
 
 use super::{Module, PlanState};
@@ -53,7 +55,16 @@ impl Module for Debconf {
             .into_iter()
             .filter(|p| is_installed(ctx, p))
             .collect();
-        if !installed.is_empty() {
+        if !installed.is_empty() && ud.apt.debconf_reconfigure {
+            let mut argv = vec![
+                programs::DPKG_RECONFIGURE.to_owned(),
+                "--frontend=noninteractive".to_owned(),
+            ];
+            argv.extend(installed);
+            a.push(Action::Run {
+                cmd: Cmd::new(argv).apt(),
+            });
+        } else if !installed.is_empty() {
             a.push(Action::Note {
                 text: format!(
                     "already installed, so the preseed reaches the debconf database but not the system until reconfigured: {}",
@@ -110,6 +121,32 @@ mod tests {
             "locales locales/default_environment_locale select de_DE.UTF-8\ntzdata tzdata/Areas select Europe\n"
         );
         assert!(matches!(&acts[1], Action::Note { text } if text.ends_with(": locales")));
+    }
+
+    #[test]
+    fn installed_packages_reconfigured_when_asked() {
+        let (d, ctx) = root();
+        std::fs::create_dir_all(d.path().join("var/lib/dpkg")).unwrap();
+        std::fs::write(
+            d.path().join("var/lib/dpkg/status"),
+            "Package: locales\nStatus: install ok installed\n",
+        )
+        .unwrap();
+        let mut ud = UserData::default();
+        ud.apt.debconf_reconfigure = true;
+        ud.apt.debconf_selections = vec![DebconfSet {
+            name: "a".into(),
+            lines: "locales locales/default_environment_locale select de_DE.UTF-8".into(),
+        }];
+        let cmds = apply(
+            &ctx,
+            "debconf",
+            &Debconf.plan(&ud, &ctx, &mut PlanState::default()).unwrap(),
+        );
+        assert_eq!(
+            cmds[1].argv,
+            ["dpkg-reconfigure", "--frontend=noninteractive", "locales"]
+        );
     }
 
     #[test]
