@@ -144,10 +144,11 @@ where
             "check the AMI id (--image or launch.image) and the region",
             true,
         ),
-        "InvalidInstanceType"
-        | "InvalidParameterValue"
-        | "InvalidParameterCombination"
-        | "Unsupported" => (
+        c if c.starts_with("InvalidInstanceType") => (
+            "check launch.instance_type, and that the type exists in the region",
+            true,
+        ),
+        "InvalidParameterValue" | "InvalidParameterCombination" | "Unsupported" => (
             "check launch.instance_type and the other launch settings",
             true,
         ),

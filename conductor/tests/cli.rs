@@ -1,0 +1,608 @@
+//! The conductor binary against a real moto server (S3 + EC2), configured only through the
+//! standard AWS environment variables.
+
+mod common;
+
+use base64::Engine;
+use common::conductor;
+use schemas::registry::Registry;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use testkit::moto::{self, Moto};
+
+const CHALLENGE: &str = "1.2.840.113549.1.9.7";
+
+/// The user-data EC2 holds for an instance, decoded (base64, then gzip if it is gzipped).
+async fn user_data(ec2: &aws_sdk_ec2::Client, instance_id: &str) -> Vec<u8> {
+    let out = ec2
+        .describe_instance_attribute()
+        .instance_id(instance_id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let b64 = out
+        .user_data()
+        .and_then(|v| v.value())
+        .expect("instance has user-data");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut text).unwrap();
+        text
+    } else {
+        raw
+    }
+}
+
+/// (certname, secret, pp_role) as the agent would read them from the user-data.
+fn identity(user_data: &[u8]) -> (String, String, String) {
+    let parsed =
+        schemas::userdata::parse("instance user-data", user_data).unwrap_or_else(|d| panic!("{d}"));
+    let p = parsed.config.puppet.expect("puppet section");
+    let certname = p
+        .conf
+        .iter()
+        .flat_map(|(_, kv)| kv.iter())
+        .find(|(k, _)| k == "certname")
+        .map(|(_, v)| v.clone())
+        .expect("certname");
+    let csr = p.csr_attributes.expect("csr_attributes");
+    assert_eq!(
+        csr.extension_requests
+            .get("pp_instance_id")
+            .map(String::as_str),
+        Some("%i")
+    );
+    (
+        certname,
+        csr.custom_attributes[CHALLENGE].clone(),
+        csr.extension_requests["pp_role"].clone(),
+    )
+}
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"))
+}
+
+async fn instances(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Instance> {
+    let mut pages = ec2.describe_instances().into_paginator().send();
+    let mut all = Vec::new();
+    while let Some(page) = pages.next().await {
+        for r in page.unwrap().reservations() {
+            all.extend(r.instances().iter().cloned());
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn launch_20_distinct_instances_with_matching_registrations() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("launch20");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}/fleet"), "");
+    let (code, stdout, stderr) = conductor(
+        moto,
+        &[
+            "launch",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--count",
+            "20",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "stderr:\n{stderr}\nstdout:\n{stdout}");
+    let out = json(&stdout);
+    assert_eq!(out["launched"], 20);
+    assert_eq!(out["failed"], 0);
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(results.len(), 20);
+
+    let ec2 = common::ec2(moto).await;
+    let reg = common::s3_registry(moto, &bucket, "fleet").await;
+    let (mut certnames, mut secrets) = (BTreeSet::new(), BTreeSet::new());
+    for r in results {
+        let id = r["instance_id"].as_str().expect("instance id");
+        let (certname, secret, role) = identity(&user_data(&ec2, id).await);
+        assert_eq!(certname, r["certname"].as_str().unwrap());
+        assert_eq!(role, "web");
+        assert!(
+            secret.len() >= 32 && secret.bytes().all(|b| b.is_ascii_hexdigit()),
+            "secret is ≥128 bits of hex"
+        );
+        assert!(
+            !stdout.contains(&secret) && !stderr.contains(&secret),
+            "the secret never reaches the output"
+        );
+        let (record, _) = reg
+            .get(&certname)
+            .await
+            .unwrap()
+            .expect("registration exists");
+        assert!(
+            record.secret_matches(secret.as_bytes()),
+            "registration hash matches the instance's secret"
+        );
+        assert!(
+            !record
+                .to_json()
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "only the hash is stored"
+        );
+        assert_eq!(record.instance_id.as_deref(), Some(id));
+        assert_eq!(record.image_id.as_deref(), Some(moto::AMI));
+        assert_eq!(
+            record.allowed_extensions.get("pp_role").map(String::as_str),
+            Some("web")
+        );
+        certnames.insert(certname);
+        secrets.insert(secret);
+    }
+    assert_eq!(certnames.len(), 20, "certnames are distinct");
+    assert_eq!(secrets.len(), 20, "secrets are distinct");
+    assert_eq!(
+        reg.list()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        certnames,
+        "20 registrations, no more"
+    );
+
+    // Each instance is tagged with its certname (and Name, and the configured tags).
+    let ours: Vec<_> = instances(&ec2)
+        .await
+        .into_iter()
+        .filter(|i| {
+            i.tags()
+                .iter()
+                .any(|t| t.key() == Some("certname") && certnames.contains(t.value().unwrap_or("")))
+        })
+        .collect();
+    assert_eq!(ours.len(), 20);
+    for i in &ours {
+        let tags: BTreeMap<_, _> = i
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap(), t.value().unwrap()))
+            .collect();
+        assert_eq!(tags["Name"], tags["certname"]);
+        assert_eq!(tags["suite"], "conductor");
+        assert_eq!(i.image_id(), Some(moto::AMI));
+    }
+}
+
+#[tokio::test]
+async fn invalid_ami_leaves_no_registration() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("badami");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}"), "");
+    let (code, stdout, stderr) = conductor(
+        moto,
+        &[
+            "launch",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--image",
+            "ami-12345678",
+            "--count",
+            "3",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 1, "all launches failed: exit 1\n{stderr}\n{stdout}");
+    let out = json(&stdout);
+    assert_eq!(out["failed"], 3);
+    let errors: Vec<&str> = out["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("InvalidAMIID") && e.contains("check the AMI id")),
+        "{errors:?}"
+    );
+    assert!(
+        out["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["instance_id"].is_null())
+    );
+    let reg = common::s3_registry(moto, &bucket, "").await;
+    assert!(
+        reg.list().await.unwrap().is_empty(),
+        "no registration left behind"
+    );
+}
+
+#[tokio::test]
+async fn invalid_instance_type_is_explained_and_leaves_nothing() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("badtype");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}"), "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("t3.micro", "t3.enormous");
+    std::fs::write(&cfg, text).unwrap();
+    let (code, stdout, stderr) = conductor(moto, &["launch", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}\n{stdout}");
+    assert!(stderr.contains("instance_type"), "{stderr}");
+    assert!(
+        common::s3_registry(moto, &bucket, "")
+            .await
+            .list()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn missing_bucket_launches_no_instance() {
+    let moto = Moto::start().unwrap_or_else(|e| panic!("{e:#}")); // private: count every instance
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), "s3://no-such-bucket-anywhere/x", "");
+    let (code, stdout, stderr) = conductor(
+        &moto,
+        &["launch", "-c", cfg.to_str().unwrap(), "--count", "5"],
+    );
+    assert_eq!(code, 1, "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains("no-such-bucket-anywhere") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        instances(&common::ec2(&moto).await).await.is_empty(),
+        "no instance was launched"
+    );
+}
+
+#[tokio::test]
+async fn missing_credentials_are_explained() {
+    let moto = moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), "s3://any-bucket", "");
+    let out = moto
+        .command(env!("CARGO_BIN_EXE_conductor"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("HOME", dir.path()) // no ~/.aws
+        .args(["launch", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no AWS credentials"), "{stderr}");
+}
+
+#[tokio::test]
+async fn dry_run_redacts_the_secret_and_changes_nothing() {
+    let moto = Moto::start().unwrap_or_else(|e| panic!("{e:#}"));
+    moto.create_bucket("dry").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), "s3://dry", "");
+    let (code, stdout, stderr) = conductor(
+        &moto,
+        &[
+            "launch",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--dry-run",
+            "--count",
+            "2",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let out = json(&stdout);
+    let launches = out["launches"].as_array().unwrap();
+    assert_eq!(launches.len(), 2);
+    for l in launches {
+        let (certname, secret, _) = identity(l["user_data"].as_str().unwrap().as_bytes());
+        assert_eq!(certname, l["certname"].as_str().unwrap());
+        assert_eq!(secret, "<redacted>");
+    }
+    let (code, stdout, _) = conductor(&moto, &["launch", "-c", cfg.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("#cloud-config\n") && stdout.contains("<redacted>"),
+        "{stdout}"
+    );
+    assert!(
+        common::s3_registry(&moto, "dry", "")
+            .await
+            .list()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(instances(&common::ec2(&moto).await).await.is_empty());
+}
+
+#[tokio::test]
+async fn register_prints_user_data_whose_secret_matches() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("register");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}"), "");
+    let (code, stdout, stderr) = conductor(
+        moto,
+        &[
+            "register",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--count",
+            "2",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let reg = common::s3_registry(moto, &bucket, "").await;
+    for item in json(&stdout).as_array().unwrap() {
+        let (certname, secret, _) = identity(item["user_data"].as_str().unwrap().as_bytes());
+        let (record, _) = reg.get(&certname).await.unwrap().unwrap();
+        assert!(record.secret_matches(secret.as_bytes()));
+        assert_eq!(record.instance_id, None);
+    }
+    // text output of one registration is the user-data itself
+    let (code, stdout, _) = conductor(moto, &["register", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let (certname, secret, _) = identity(stdout.as_bytes());
+    assert!(
+        reg.get(&certname)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .secret_matches(secret.as_bytes())
+    );
+    // several in text form need --out-dir; the files are private
+    let (code, _, stderr) = conductor(
+        moto,
+        &["register", "-c", cfg.to_str().unwrap(), "--count", "2"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--out-dir"), "{stderr}");
+    let out_dir = dir.path().join("ud");
+    std::fs::create_dir(&out_dir).unwrap();
+    let (code, stdout, stderr) = conductor(
+        moto,
+        &[
+            "register",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--count",
+            "2",
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 2);
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        use std::os::unix::fs::MetadataExt;
+        let entry = entry.unwrap();
+        assert_eq!(entry.metadata().unwrap().mode() & 0o777, 0o600);
+        identity(&std::fs::read(entry.path()).unwrap());
+    }
+    assert_eq!(reg.list().await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn list_revoke_and_prune() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("manage");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}/m"), "");
+    let cfg = cfg.to_str().unwrap();
+    let (code, stdout, stderr) = conductor(
+        moto,
+        &["launch", "-c", cfg, "--count", "3", "--output", "json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let launched: Vec<String> = json(&stdout)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["certname"].as_str().unwrap().to_owned())
+        .collect();
+
+    // two expired registrations and one consumed one, written as the signer and time would leave them
+    let reg = common::s3_registry(moto, &bucket, "m").await;
+    let old = chrono::Utc::now() - chrono::Duration::hours(2);
+    let mut expired = Vec::new();
+    for _ in 0..2 {
+        let name = uuid::Uuid::new_v4().to_string();
+        let r = schemas::registration::Registration::new(
+            &name,
+            &"0".repeat(64),
+            "old@host",
+            old,
+            chrono::Duration::minutes(30),
+        );
+        reg.create(&r).await.unwrap();
+        expired.push(name);
+    }
+    let (mut consumed, v) = reg.get(&launched[0]).await.unwrap().unwrap();
+    consumed.consumed = Some(schemas::registration::Consumption {
+        at: chrono::Utc::now(),
+        by: "sweep@ca".into(),
+        csr_sha256: "00".into(),
+    });
+    reg.update(&consumed, &v).await.unwrap();
+
+    let (code, stdout, _) = conductor(moto, &["list", "-c", cfg, "--output", "json"]);
+    assert_eq!(code, 0);
+    let states: BTreeMap<String, String> = json(&stdout)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["certname"].as_str().unwrap().into(),
+                e["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(states.len(), 5);
+    assert_eq!(states[&launched[0]], "consumed");
+    assert_eq!(states[&launched[1]], "pending");
+    assert_eq!(states[&expired[0]], "expired");
+    let (code, table, _) = conductor(moto, &["list", "-c", cfg]);
+    assert_eq!(code, 0);
+    assert!(
+        table.starts_with("CERTNAME") && table.lines().count() == 6,
+        "{table}"
+    );
+
+    let (code, stdout, stderr) = conductor(moto, &["prune", "-c", cfg, "--output", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let pruned: BTreeSet<String> = json(&stdout)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["certname"].as_str().unwrap().into())
+        .collect();
+    assert_eq!(pruned, expired.iter().cloned().collect());
+    assert_eq!(
+        reg.list().await.unwrap().len(),
+        3,
+        "pending and consumed ones stay"
+    );
+
+    let (code, stdout, stderr) = conductor(moto, &["revoke", "-c", cfg, &launched[1], &expired[0]]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("{}\trevoked", launched[1]))
+            && stdout.contains(&format!("{}\tnot registered", expired[0])),
+        "{stdout}"
+    );
+    assert!(reg.get(&launched[1]).await.unwrap().is_none());
+    assert_eq!(reg.list().await.unwrap().len(), 2);
+
+    let (code, _, stderr) = conductor(moto, &["revoke", "-c", cfg, "../../etc/passwd"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("not a lowercase hyphenated UUID"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn large_user_data_is_gzipped_and_still_parses() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("gzip");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let packages: String = (0..1200)
+        .map(|i| format!("  - example-package-{i:05}\n"))
+        .collect();
+    let cfg = common::write_config(
+        dir.path(),
+        &format!("s3://{bucket}"),
+        &format!(
+            "user_data_template: |\n  #cloud-config\n  packages:\n{}",
+            packages.replace("  - ", "    - ")
+        ),
+    );
+    let (code, stdout, stderr) = conductor(
+        moto,
+        &["launch", "-c", cfg.to_str().unwrap(), "--output", "json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let id = json(&stdout)["results"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ec2 = common::ec2(moto).await;
+    let out = ec2
+        .describe_instance_attribute()
+        .instance_id(&id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(out.user_data().unwrap().value().unwrap())
+        .unwrap();
+    assert!(
+        raw.starts_with(&[0x1f, 0x8b]) && raw.len() <= 16384,
+        "gzipped under EC2's limit"
+    );
+    let text = user_data(&ec2, &id).await;
+    assert!(text.len() > 16384);
+    let parsed = schemas::userdata::parse("gzipped", &raw).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(parsed.config.packages.install.len(), 1200);
+    identity(&text);
+}
+
+#[test]
+fn bad_config_is_located_and_exits_2() {
+    let moto = moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), "s3://b", "registration_ttl: 10s\n");
+    let (code, _, stderr) = conductor(moto, &["launch", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("conductor.yaml:12")
+            && stderr.contains("registration_ttl")
+            && stderr.contains("fix:"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = conductor(
+        moto,
+        &[
+            "launch",
+            "-c",
+            dir.path().join("nope.yaml").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    let moto = moto::shared();
+    for cmd in [
+        vec!["--help"],
+        vec!["launch", "--help"],
+        vec!["register", "--help"],
+        vec!["list", "--help"],
+        vec!["revoke", "--help"],
+        vec!["prune", "--help"],
+    ] {
+        let (code, stdout, _) = conductor(moto, &cmd);
+        assert_eq!(code, 0);
+        assert!(
+            stdout.contains("Example") && stdout.contains("conductor "),
+            "{cmd:?}: {stdout}"
+        );
+        assert!(
+            stdout.lines().all(|l| l.chars().count() <= 100),
+            "{cmd:?} help fits 100 columns:\n{stdout}"
+        );
+    }
+    let (_, stdout, _) = conductor(moto, &["--help"]);
+    assert!(stdout.contains("Exit codes") && stdout.contains("partial failure"));
+}
