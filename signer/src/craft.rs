@@ -111,9 +111,11 @@ impl Spec {
         let name = name.build().to_der().expect("name DER");
         let spki = key.public_key_to_der().expect("SPKI DER");
 
-        let mut attrs = Vec::new();
+        // DER orders the elements of a SET OF by their encodings; the CA re-encodes CSRs in DER,
+        // so an unsorted set would no longer match its signature once stored.
+        let mut attrs: Vec<Vec<u8>> = Vec::new();
         for (tag, value) in &self.challenge {
-            attrs.extend(tlv(
+            attrs.push(tlv(
                 0x30,
                 &[oid("1.2.840.113549.1.9.7"), tlv(0x31, &tlv(*tag, value))].concat(),
             ));
@@ -124,14 +126,16 @@ impl Spec {
                 .iter()
                 .flat_map(|(o, v)| tlv(0x30, &[oid(o), tlv(0x04, v)].concat()))
                 .collect();
-            attrs.extend(tlv(
+            attrs.push(tlv(
                 0x30,
                 &[oid("1.2.840.113549.1.9.14"), tlv(0x31, &tlv(0x30, &exts))].concat(),
             ));
         }
         for (o, v) in &self.attributes {
-            attrs.extend(tlv(0x30, &[oid(o), tlv(0x31, v)].concat()));
+            attrs.push(tlv(0x30, &[oid(o), tlv(0x31, v)].concat()));
         }
+        attrs.sort();
+        let attrs = attrs.concat();
         let info = tlv(
             0x30,
             &[vec![0x02, 0x01, 0x00], name, spki, tlv(0xa0, &attrs)].concat(),

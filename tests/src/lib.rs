@@ -5,4 +5,5 @@ pub mod aptrepo;
 pub mod chroot;
 pub mod imds;
 pub mod moto;
+pub mod puppet;
 pub mod rootfs;

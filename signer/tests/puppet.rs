@@ -1,0 +1,735 @@
+//! The signer against real parts: a relocatable Debian puppetserver 7.9 on 127.0.0.1 (one per
+//! test binary, its `autosign` pointing at the real signer binary through a wrapper script),
+//! real agents (`puppet ssl submit_request` with csr_attributes.yaml), and the registry on moto S3.
+//!
+//! Every test takes [`serial`]: a sweep decides every pending CSR on the CA, so tests would
+//! otherwise sign or reject each other's CSRs.
+
+use schemas::registration::{Registration, sha256_hex};
+use schemas::registry::{Registry, S3Registry};
+use serde_json::Value;
+use signer::craft::{self, Spec};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use testkit::moto::{self, Moto};
+use testkit::puppet::{Agent, PuppetServer, ServerOptions};
+
+struct Env {
+    server: PuppetServer,
+    moto: &'static Moto,
+    bucket: String,
+    dir: PathBuf,
+    config: PathBuf,
+    audit: PathBuf,
+}
+
+const SIGNER: &str = env!("CARGO_BIN_EXE_signer");
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let moto = moto::shared();
+        let bucket = moto::unique_bucket("signer");
+        moto.create_bucket(&bucket).expect("create bucket on moto");
+        let dir = tempfile::Builder::new()
+            .prefix("signer-it-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let wrapper = dir.join("autosign");
+        let config = dir.join("signer.yaml");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec '{SIGNER}' --config '{}' autosign \"$1\"\n",
+                config.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let mut envs: Vec<(String, String)> = moto
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        envs.push(("SIGNER_LOG".into(), "info".into()));
+        let server = PuppetServer::start(&ServerOptions {
+            autosign: Some(wrapper),
+            env: envs,
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        let audit = dir.join("audit.jsonl");
+        write_config(
+            &config,
+            &bucket,
+            &server,
+            &server.url,
+            &dir.join("sweep.lock"),
+            &audit,
+        );
+        Env {
+            server,
+            moto,
+            bucket,
+            dir,
+            config,
+            audit,
+        }
+    })
+}
+
+fn write_config(
+    path: &Path,
+    bucket: &str,
+    server: &PuppetServer,
+    url: &str,
+    lock: &Path,
+    audit: &Path,
+) {
+    std::fs::write(
+        path,
+        format!(
+            "registry: s3://{bucket}/reg\nca:\n  method: api\n  server_url: {url}\n  client_cert: {}\n  client_key: {}\n  ca_bundle: {}\ndeadlines:\n  hook: 5s\n  registry: 3s\n  ca: 20s\naudit_log: {}\nlock_file: {}\n",
+            server.admin_cert.display(),
+            server.admin_key.display(),
+            server.ca_bundle.display(),
+            audit.display(),
+            lock.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn serial() -> MutexGuard<'static, ()> {
+    static M: Mutex<()> = Mutex::new(());
+    M.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn registry(e: &Env) -> S3Registry {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new(moto::REGION))
+        .endpoint_url(e.moto.endpoint())
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .force_path_style(true)
+        .http_client(schemas::registry::aws::http_client())
+        .build();
+    S3Registry::with_client(
+        aws_sdk_s3::Client::from_conf(conf),
+        e.bucket.clone(),
+        "reg".into(),
+    )
+}
+
+fn new_name() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
+}
+
+fn secret() -> String {
+    let mut b = [0u8; 16];
+    openssl::rand::rand_bytes(&mut b).unwrap();
+    hex::encode(b)
+}
+
+/// Register `name` with `secret`, instance id and pp_role=web allowed; `ttl_s` seconds to live.
+fn register(e: &Env, name: &str, secret: &str, ttl_s: i64) -> Registration {
+    let mut r = Registration::new(
+        name,
+        &sha256_hex(secret.as_bytes()),
+        "test@it",
+        chrono::Utc::now(),
+        chrono::Duration::seconds(ttl_s),
+    );
+    r.instance_id = Some("i-0123456789abcdef0".into());
+    r.allowed_extensions.insert("pp_role".into(), "web".into());
+    rt().block_on(registry(e).create(&r)).unwrap();
+    r
+}
+
+fn stored(e: &Env, name: &str) -> Registration {
+    rt().block_on(registry(e).get(name)).unwrap().unwrap().0
+}
+
+fn attrs(secret: Option<&str>, name: &str, extra: &str) -> String {
+    let mut s = String::from("---\n");
+    if let Some(sec) = secret {
+        s.push_str(&format!(
+            "custom_attributes:\n  1.2.840.113549.1.9.7: \"{sec}\"\n"
+        ));
+    }
+    s.push_str(&format!("extension_requests:\n  pp_instance_id: i-0123456789abcdef0\n  pp_uuid: {name}\n  pp_role: web\n{extra}"));
+    s
+}
+
+/// The audit lines for `name`.
+fn audit_for(e: &Env, name: &str) -> Vec<Value> {
+    std::fs::read_to_string(&e.audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("audit lines are JSON"))
+        .filter(|v| v["certname"] == name)
+        .collect()
+}
+
+fn state(e: &Env, name: &str) -> Option<String> {
+    e.server.state(name).unwrap()
+}
+
+fn assert_pending(e: &Env, name: &str, check: &str) {
+    assert_eq!(
+        state(e, name).as_deref(),
+        Some("requested"),
+        "{name} must stay pending"
+    );
+    assert!(
+        !e.server.has_cert(name).unwrap(),
+        "{name} must have no certificate"
+    );
+    let lines = audit_for(e, name);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["decision"] == "rejected" && l["check"] == check),
+        "{name}: expected a `{check}` rejection in the audit log, got {lines:?}"
+    );
+    let text = std::fs::read_to_string(&e.audit).unwrap();
+    assert!(
+        !text.contains("secret-"),
+        "the audit log must never hold a secret"
+    );
+}
+
+/// Run the signer binary with the moto environment (plus `extra` env overrides).
+fn signer(e: &Env, args: &[&str], stdin: Option<&[u8]>, extra: &[(&str, &str)]) -> Output {
+    let mut cmd = e.moto.command(SIGNER);
+    cmd.args(args)
+        .envs(extra.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(input);
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn sweep(
+    e: &Env,
+    config: &Path,
+    extra_args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> (i32, Value, String) {
+    let cfg = config.display().to_string();
+    let mut args = vec!["--config", cfg.as_str(), "--output", "json", "sweep"];
+    args.extend_from_slice(extra_args);
+    let out = signer(e, &args, None, extra_env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|err| {
+        panic!(
+            "sweep printed no JSON ({err}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        out.status.code().unwrap_or(-1),
+        report,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn items_for<'a>(report: &'a Value, name: &str) -> Vec<&'a Value> {
+    report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["certname"] == name)
+        .collect()
+}
+
+#[test]
+fn hook_signs_a_registered_agent_and_it_downloads_its_cert() {
+    let e = env();
+    let _g = serial();
+    let name = new_name();
+    let sec = format!("secret-{}", secret());
+    register(e, &name, &sec, 900);
+    let agent = Agent::new(&e.server, &name, Some(&attrs(Some(&sec), &name, "")), "").unwrap();
+    let t = std::time::Instant::now();
+    let out = agent.submit_request().unwrap();
+    eprintln!("submit_request took {:?}", t.elapsed());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        state(e, &name).as_deref(),
+        Some("signed"),
+        "server log: {:?}",
+        e.server.log_lines(&name)
+    );
+    assert!(
+        agent.download_cert().unwrap(),
+        "the agent must get its certificate"
+    );
+    let reg = stored(e, &name);
+    let c = reg.consumed.expect("the registration is consumed");
+    assert!(c.by.starts_with("autosign@"));
+    let lines = audit_for(e, &name);
+    assert!(
+        lines.iter().any(|l| l["decision"] == "approved"
+            && l["mode"] == "hook"
+            && l["csr_sha256"] == c.csr_sha256.as_str()),
+        "{lines:?}"
+    );
+    // The consumption names the CSR the CA signed.
+    let (code, cert) = e
+        .server
+        .anon("GET", &format!("certificate/{name}"), None)
+        .unwrap();
+    assert_eq!(code, 200);
+    let cert = ::openssl::x509::X509::from_pem(cert.as_bytes()).unwrap();
+    assert_eq!(
+        cert.subject_name()
+            .entries()
+            .next()
+            .unwrap()
+            .data()
+            .as_slice(),
+        name.as_bytes()
+    );
+}
+
+#[test]
+fn hook_leaves_adversarial_agents_pending() {
+    let e = env();
+    let _g = serial();
+    let sec = format!("secret-{}", secret());
+    // (what, registered?, ttl, secret in CSR, extra extension_requests, extra puppet.conf, expected check)
+    let cases: Vec<(&str, bool, i64, Option<String>, &str, &str, &str)> = vec![
+        (
+            "unregistered",
+            false,
+            900,
+            Some(sec.clone()),
+            "",
+            "",
+            "registration",
+        ),
+        (
+            "expired",
+            true,
+            -60,
+            Some(sec.clone()),
+            "",
+            "",
+            "registration",
+        ),
+        (
+            "wrong secret",
+            true,
+            900,
+            Some("secret-wrong".into()),
+            "",
+            "",
+            "secret",
+        ),
+        ("missing secret", true, 900, None, "", "", "secret"),
+        (
+            "SAN",
+            true,
+            900,
+            Some(sec.clone()),
+            "",
+            "dns_alt_names = puppet",
+            "forbidden",
+        ),
+        (
+            "unregistered extension",
+            true,
+            900,
+            Some(sec.clone()),
+            "  pp_environment: production\n",
+            "",
+            "extensions",
+        ),
+    ];
+    for (what, registered, ttl, csr_secret, ext, conf, check) in cases {
+        let name = new_name();
+        if registered {
+            register(e, &name, &sec, ttl);
+        }
+        let agent = Agent::new(
+            &e.server,
+            &name,
+            Some(&attrs(csr_secret.as_deref(), &name, ext)),
+            conf,
+        )
+        .unwrap();
+        agent.submit_request().unwrap();
+        eprintln!("{what}: {name}");
+        assert_pending(e, &name, check);
+        if registered {
+            assert!(
+                stored(e, &name).consumed.is_none(),
+                "{what}: a rejected CSR must not consume the registration"
+            );
+        }
+    }
+    // Instance-id mismatch: pp_instance_id differs from the registered one.
+    let name = new_name();
+    register(e, &name, &sec, 900);
+    let a = format!(
+        "---\ncustom_attributes:\n  1.2.840.113549.1.9.7: \"{sec}\"\nextension_requests:\n  pp_instance_id: i-0fffffffffffffff0\n"
+    );
+    Agent::new(&e.server, &name, Some(&a), "")
+        .unwrap()
+        .submit_request()
+        .unwrap();
+    assert_pending(e, &name, "extensions");
+}
+
+#[test]
+fn hook_refuses_a_replay_after_consumption() {
+    let e = env();
+    let _g = serial();
+    let name = new_name();
+    let sec = format!("secret-{}", secret());
+    register(e, &name, &sec, 900);
+    let first = Agent::new(&e.server, &name, Some(&attrs(Some(&sec), &name, "")), "").unwrap();
+    first.submit_request().unwrap();
+    assert_eq!(state(e, &name).as_deref(), Some("signed"));
+    // An admin cleans the cert; an attacker who read the secret submits a new key under the name.
+    let (code, body) = e
+        .server
+        .admin(
+            "PUT",
+            "clean",
+            Some(&format!("{{\"certnames\":[\"{name}\"]}}")),
+        )
+        .unwrap();
+    assert!((200..300).contains(&code), "clean: {code} {body}");
+    let second = Agent::new(&e.server, &name, Some(&attrs(Some(&sec), &name, "")), "").unwrap();
+    second.submit_request().unwrap();
+    assert_pending(e, &name, "registration");
+    let lines = audit_for(e, &name);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["reason"].as_str().unwrap_or("").contains("replay")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn crafted_csrs_are_refused() {
+    let e = env();
+    let _g = serial();
+    let key = craft::rsa_key(2048);
+    let sec = format!("secret-{}", secret());
+    // Through the real CA (the CA hands these to the hook): bad signature, authorization extension.
+    let name = new_name();
+    register(e, &name, &sec, 900);
+    let mut bad = Spec::new(&name, &sec);
+    bad.corrupt_signature = true;
+    let (code, body) = e.server.submit_csr(&name, &bad.build(&key)).unwrap();
+    eprintln!("bad signature PUT: {code} {body}");
+    assert_pending(e, &name, "csr");
+
+    let name = new_name();
+    register(e, &name, &sec, 900);
+    let auth = Spec::new(&name, &sec).ext("1.3.6.1.4.1.34380.1.3.39", craft::utf8_ext("true"));
+    e.server.submit_csr(&name, &auth.build(&key)).unwrap();
+    assert_pending(e, &name, "forbidden");
+
+    let name = new_name();
+    register(e, &name, &sec, 900);
+    let weak = Spec::new(&name, &sec).build(&craft::rsa_key(1024));
+    e.server.submit_csr(&name, &weak).unwrap();
+    assert_eq!(state(e, &name).as_deref(), Some("requested"));
+
+    // What the CA itself refuses before its hook runs: the hook binary as the CA would call it.
+    let cfg = e.config.display().to_string();
+    let name = new_name();
+    register(e, &name, &sec, 900);
+    let other_cn = Spec::new(&new_name(), &sec).build(&key);
+    let garbage = b"-----BEGIN CERTIFICATE REQUEST-----\nnot base64 at all\n-----END CERTIFICATE REQUEST-----\n".to_vec();
+    let mut huge = Spec::new(&name, &sec).build(&key);
+    huge.extend(std::iter::repeat_n(b'A', 1 << 20));
+    for (what, input, check) in [
+        ("CN mismatch", other_cn, "csr"),
+        ("garbage PEM", garbage, "input"),
+        ("1 MB input", huge, "input"),
+    ] {
+        let out = signer(e, &["--config", &cfg, "autosign", &name], Some(&input), &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = audit_for(e, &name);
+        assert_eq!(lines.last().unwrap()["check"], check, "{what}: {lines:?}");
+    }
+    assert!(stored(e, &name).consumed.is_none());
+    // The same hook run with the right CSR approves (so the refusals above were the CSR's fault).
+    let out = signer(
+        e,
+        &["--config", &cfg, "autosign", &name],
+        Some(&Spec::new(&name, &sec).build(&key)),
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn sweep_signs_a_csr_that_arrived_before_its_registration() {
+    let e = env();
+    let _g = serial();
+    let name = new_name();
+    let sec = format!("secret-{}", secret());
+    let agent = Agent::new(&e.server, &name, Some(&attrs(Some(&sec), &name, "")), "").unwrap();
+    agent.submit_request().unwrap();
+    assert_pending(e, &name, "registration");
+    register(e, &name, &sec, 900);
+
+    let (code, report, err) = sweep(e, &e.config, &["--dry-run"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        items_for(&report, &name)[0]["decision"],
+        "would_sign",
+        "{report}"
+    );
+    assert_eq!(
+        state(e, &name).as_deref(),
+        Some("requested"),
+        "--dry-run signs nothing"
+    );
+    assert!(
+        stored(e, &name).consumed.is_none(),
+        "--dry-run consumes nothing"
+    );
+
+    let (code, report, err) = sweep(e, &e.config, &[], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        items_for(&report, &name)[0]["decision"],
+        "signed",
+        "{report}"
+    );
+    assert_eq!(state(e, &name).as_deref(), Some("signed"));
+    assert!(agent.download_cert().unwrap());
+    assert!(stored(e, &name).consumed.unwrap().by.starts_with("sweep@"));
+    // A second sweep has nothing left to do for it.
+    let (_, report, _) = sweep(e, &e.config, &[], &[]);
+    assert!(items_for(&report, &name).is_empty(), "{report}");
+}
+
+#[test]
+fn registry_down_or_ca_down_signs_nothing_and_the_next_run_recovers() {
+    let e = env();
+    let _g = serial();
+    let name = new_name();
+    let sec = format!("secret-{}", secret());
+    let key = craft::rsa_key(2048);
+    let pem = Spec::new(&name, &sec)
+        .ext("1.3.6.1.4.1.34380.1.1.13", craft::utf8_ext("web"))
+        .build(&key);
+    // Registry down for the hook: the CA keeps the CSR pending.
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let cfg = e.config.display().to_string();
+    register(e, &name, &sec, 900);
+    let out = signer(
+        e,
+        &["--config", &cfg, "autosign", &name],
+        Some(&pem),
+        &[("AWS_ENDPOINT_URL", &dead)],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("registry"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Put the CSR on the CA while the hook cannot reach the registry either (it gets a dead endpoint
+    // through a second config whose registry bucket does not exist, i.e. unregistered): simplest is
+    // to submit it now; the hook approves it only if the registry is up, so unregister first.
+    rt().block_on(registry(e).delete(&name)).unwrap();
+    e.server.submit_csr(&name, &pem).unwrap();
+    assert_pending(e, &name, "registration");
+    register(e, &name, &sec, 900);
+
+    // Sweep with the registry down.
+    let (code, report, err) = sweep(e, &e.config, &[], &[("AWS_ENDPOINT_URL", &dead)]);
+    assert_eq!(code, 3, "{report} {err}");
+    assert!(err.contains("registry"), "{err}");
+    assert_eq!(report["signed"], 0);
+    assert_eq!(state(e, &name).as_deref(), Some("requested"));
+    assert!(stored(e, &name).consumed.is_none());
+
+    // Sweep with the CA down.
+    let down_cfg = e.dir.join("ca-down.yaml");
+    write_config(
+        &down_cfg,
+        &e.bucket,
+        &e.server,
+        &format!("https://localhost:{}", closed_port()),
+        &e.dir.join("sweep.lock"),
+        &e.audit,
+    );
+    let (code, report, err) = sweep(e, &down_cfg, &[], &[]);
+    assert_eq!(code, 3, "{report} {err}");
+    assert!(err.contains("unreachable"), "{err}");
+    assert_eq!(state(e, &name).as_deref(), Some("requested"));
+    assert!(stored(e, &name).consumed.is_none());
+
+    // Both back: the next run signs it.
+    let (code, report, err) = sweep(e, &e.config, &[], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        items_for(&report, &name)[0]["decision"],
+        "signed",
+        "{report}"
+    );
+    assert_eq!(state(e, &name).as_deref(), Some("signed"));
+}
+
+#[test]
+fn hook_deadline_rejects_when_the_registry_hangs() {
+    let e = env();
+    let _g = serial();
+    // A listener that accepts connections (backlog) but never answers.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", hang.local_addr().unwrap().port());
+    let cfg = e.dir.join("short-deadline.yaml");
+    let text = std::fs::read_to_string(&e.config)
+        .unwrap()
+        .replace("hook: 5s", "hook: 1s");
+    std::fs::write(&cfg, text).unwrap();
+    let name = new_name();
+    let sec = format!("secret-{}", secret());
+    register(e, &name, &sec, 900);
+    let pem = Spec::new(&name, &sec).build(&craft::rsa_key(2048));
+    let t = std::time::Instant::now();
+    let out = signer(
+        e,
+        &["--config", &cfg.display().to_string(), "autosign", &name],
+        Some(&pem),
+        &[("AWS_ENDPOINT_URL", &url)],
+    );
+    let took = t.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the deadline is 1s, the run took {took:?}"
+    );
+    assert!(stored(e, &name).consumed.is_none());
+}
+
+#[test]
+fn two_sweeps_racing_over_50_csrs_sign_each_exactly_once() {
+    let e = env();
+    let _g = serial();
+    let key = craft::rsa_key(2048);
+    let sec = format!("secret-{}", secret());
+    let names: Vec<String> = (0..50).map(|_| new_name()).collect();
+    // Submitted before registration (the hook rejects them), then registered.
+    for n in &names {
+        let (code, body) = e
+            .server
+            .submit_csr(n, &Spec::new(n, &sec).build(&key))
+            .unwrap();
+        assert!(code == 200, "{code} {body}");
+    }
+    for n in &names {
+        register(e, n, &sec, 900);
+    }
+    // Two CA hosts: different lock files, same registry and CA.
+    let cfg_b = e.dir.join("host-b.yaml");
+    write_config(
+        &cfg_b,
+        &e.bucket,
+        &e.server,
+        &e.server.url,
+        &e.dir.join("host-b.lock"),
+        &e.audit,
+    );
+    let (ra, rb) = std::thread::scope(|s| {
+        let a = s.spawn(|| sweep(e, &e.config, &[], &[]));
+        let b = s.spawn(|| sweep(e, &cfg_b, &[], &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(ra.0, 0, "sweep A: {}", ra.2);
+    assert_eq!(rb.0, 0, "sweep B: {}", rb.2);
+    let mut signed_by = std::collections::BTreeMap::<String, usize>::new();
+    for r in [&ra.1, &rb.1] {
+        for i in r["items"].as_array().unwrap() {
+            if i["decision"] == "signed" {
+                *signed_by
+                    .entry(i["certname"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for n in &names {
+        assert_eq!(
+            signed_by.get(n),
+            Some(&1),
+            "{n} must be signed exactly once; A: {} B: {}",
+            ra.1,
+            rb.1
+        );
+        assert_eq!(state(e, n).as_deref(), Some("signed"));
+    }
+    eprintln!(
+        "sweep A signed {}, sweep B signed {}",
+        ra.1["signed"], rb.1["signed"]
+    );
+    // The same lock file: the second run is kept out while the first runs (or finds nothing).
+    let (ca, cb) = std::thread::scope(|s| {
+        let a = s.spawn(|| sweep(e, &e.config, &[], &[]));
+        let b = s.spawn(|| sweep(e, &e.config, &[], &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!((ca.0, cb.0), (0, 0));
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
