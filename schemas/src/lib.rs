@@ -5,6 +5,7 @@
 //! - [`registration`]: the versioned registration record the conductor writes and the signer consumes.
 //! - [`conductor_config`], [`signer_config`]: the two YAML configuration files.
 //! - [`diag`]: located diagnostics (file, line, column, key path, fix) shared by every validator.
+//! - [`pgp`]: OpenPGP armor decoding, public-key checks and fingerprints (no gpg needed).
 //! - [`registry`] (feature `registry`): where registrations live (`file://` or `s3://`), behind one trait.
 
 pub mod conductor_config;
