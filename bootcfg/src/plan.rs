@@ -280,7 +280,21 @@ impl<'a> Engine<'a> {
         let mut st = self.step(module, "run");
         st.command = Some(self.show_cmd(cmd));
         if self.mode == Mode::Apply {
-            self.runner.run(cmd)?;
+            let debconf = cmd
+                .argv
+                .first()
+                .is_some_and(|p| p == crate::runner::programs::DEBCONF_SET_SELECTIONS);
+            let before = if debconf {
+                self.ctx.root.read(DEBCONF_DB).ok().flatten()
+            } else {
+                None
+            };
+            let out = self.runner.run(cmd)?;
+            st.changed = if debconf {
+                self.ctx.root.read(DEBCONF_DB).ok().flatten() != before
+            } else {
+                changed_by(cmd, &out)
+            };
         }
         self.steps.push(st);
         Ok(())
@@ -411,7 +425,8 @@ impl<'a> Engine<'a> {
                     st.note = Some(format!("first of {} that apt knows", candidates.join(", ")));
                 }
                 if self.mode == Mode::Apply {
-                    self.runner.run(&cmd)?;
+                    let out = self.runner.run(&cmd)?;
+                    st.changed = changed_by(&cmd, &out);
                 }
                 self.steps.push(st);
             }
@@ -582,6 +597,53 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// debconf's database of answers (compared before/after `debconf-set-selections`).
+const DEBCONF_DB: &str = "/var/cache/debconf/config.dat";
+
+/// Whether a command that ran changed the system, judged from its output, so that a rerun
+/// reports `changed: false` for every step. Unknown commands count as a change.
+pub fn changed_by(cmd: &Cmd, out: &crate::runner::CmdOutput) -> bool {
+    use crate::runner::programs;
+    let prog = cmd.argv.first().map(String::as_str).unwrap_or("");
+    let sub = cmd
+        .argv
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-') && !a.contains("::") && !a.contains('='));
+    match (prog, sub.map(String::as_str)) {
+        // refreshes apt's package lists (a cache), not the configuration
+        (programs::APT_GET, Some("update")) => false,
+        (programs::APT_GET, _) => apt_summary_changed(&out.stdout).unwrap_or(true),
+        (programs::SYSTEMCTL, Some("enable")) => {
+            out.stderr.contains("Created symlink") || out.stdout.contains("Created symlink")
+        }
+        // `puppet agent --test` (detailed exit codes): 2 = changes applied, 0 = none
+        (programs::PUPPET | programs::PUPPET_AIO, _) => out.code == 2,
+        _ => true,
+    }
+}
+
+/// From `N upgraded, N newly installed, [N reinstalled, ]N downgraded, N to remove and N not
+/// upgraded.`: whether any of the changing counts is non-zero. `None` if there is no summary.
+fn apt_summary_changed(stdout: &str) -> Option<bool> {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(" upgraded, ") && l.contains(" newly installed"))?;
+    let mut any = false;
+    for part in line.split([',', '.']) {
+        let part = part.trim().trim_start_matches("and ");
+        let Some((n, what)) = part.split_once(' ') else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        if what.starts_with("not upgraded") {
+            continue;
+        }
+        any |= n > 0;
+    }
+    Some(any)
+}
+
 /// Text rendering of steps for `bootcfg plan` / `apply` output.
 pub fn render_steps(steps: &[Step], mode: Mode) -> String {
     let mut out = String::new();
@@ -649,6 +711,24 @@ mod tests {
         assert_eq!(c.render(Some(&once)), once);
         let other = c.render(Some(b"deb http://a b c"));
         assert_eq!(other, b"deb http://a b c\ndeb http://x y main\n");
+    }
+
+    #[test]
+    fn apt_summary() {
+        let none = "Reading package lists...\n0 upgraded, 0 newly installed, 0 to remove and 3 not upgraded.\n";
+        assert_eq!(apt_summary_changed(none), Some(false));
+        let some = "1 upgraded, 2 newly installed, 0 to remove and 0 not upgraded.\n";
+        assert_eq!(apt_summary_changed(some), Some(true));
+        assert_eq!(
+            apt_summary_changed(
+                "0 upgraded, 0 newly installed, 1 reinstalled, 0 to remove and 0 not upgraded."
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            apt_summary_changed("hello is already the newest version"),
+            None
+        );
     }
 
     #[test]
