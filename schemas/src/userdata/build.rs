@@ -462,7 +462,6 @@ fn apt<'n>(ctx: &mut Ctx, st: &mut State<'n>, ud: &mut UserData, node: &'n Node)
     let Some(entries) = ctx.map(node, "apt", keys::APT) else {
         return;
     };
-    // `add_apt_repo_match` first, so that sources are judged with it.
     for (key, v) in entries {
         let path = join("apt", key);
         let path = path.as_str();
