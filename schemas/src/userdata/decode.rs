@@ -71,18 +71,28 @@ pub(crate) fn decode(name: &str, raw: &[u8]) -> Result<(Vec<Part>, Vec<Diagnosti
                 .at(Location { line: 1, column: 1 }));
             }
             Kind::Unknown => {
+                // A MIME message without its MIME-Version header is not taken as MIME (as in
+                // cloud-init); say so rather than asking for `#cloud-config`.
+                let fix = if text
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("content-type:")
+                {
+                    "this looks like MIME: add a `MIME-Version: 1.0` header line at the top"
+                } else {
+                    "make `#cloud-config` the very first line"
+                };
                 return Err(Diagnostic::error(
                     name,
                     "",
                     "user-data does not start with `#cloud-config` and is not gzip, base64 or MIME multipart",
-                    "make `#cloud-config` the very first line",
+                    fix,
                 )
                 .at(Location { line: 1, column: 1 }));
             }
         }
     }
-    // Warnings for ignored parts are collected by mime_parts.
-    Ok((parts, std::mem::take(&mut warnings)))
+    Ok((parts, warnings))
 }
 
 /// cloud-init's `maybe_b64decode`: decode only if the *whole* payload is strict base64 on one line.
