@@ -733,3 +733,174 @@ fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+#[test]
+fn sweep_falls_back_to_the_puppetserver_cli_and_discovers_paths() {
+    let e = env();
+    let _g = serial();
+    // Paths discovered with `puppet config print --config <the server's puppet.conf>`.
+    let cfg = e.dir.join("cli.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "registry: s3://{}/reg\nca:\n  method: cli\n  puppet_conf: {}\ndeadlines:\n  ca: 60s\naudit_log: {}\nlock_file: {}\n",
+            e.bucket,
+            e.server.puppet_conf.display(),
+            e.audit.display(),
+            e.dir.join("sweep.lock").display()
+        ),
+    )
+    .unwrap();
+    let out = signer(
+        e,
+        &["--config", &cfg.display().to_string(), "check-config"],
+        None,
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("CA: https://localhost:{}", e.server.port)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "CSR dir: {}",
+            e.server.cadir.join("requests").display()
+        )),
+        "{text}"
+    );
+
+    let name = new_name();
+    let sec = format!("secret-{}", secret());
+    let pem = Spec::new(&name, &sec).build(&craft::rsa_key(2048));
+    e.server.submit_csr(&name, &pem).unwrap();
+    assert_pending(e, &name, "registration");
+    register(e, &name, &sec, 900);
+    let (code, report, err) = sweep(e, &cfg, &[], &[]);
+    assert_eq!(code, 0, "{report} {err}");
+    assert_eq!(
+        items_for(&report, &name)[0]["decision"],
+        "signed",
+        "{report}"
+    );
+    assert_eq!(state(e, &name).as_deref(), Some("signed"));
+}
+
+/// Benchmark, not a test: `bench/signer.sh` runs it.
+#[test]
+#[ignore = "benchmark; run with bench/signer.sh"]
+fn bench_hook_latency_and_decision_time() {
+    let e = env();
+    let _g = serial();
+    let key = craft::rsa_key(2048);
+    let sec = format!("secret-{}", secret());
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    // 1. Submitted-to-signed through the hook on the real server: PUT certificate_request, then
+    //    GET certificate (what an agent does right after submitting).
+    let n = 20;
+    let mut lat = Vec::new();
+    for _ in 0..n {
+        let name = new_name();
+        register(e, &name, &sec, 900);
+        let pem = Spec::new(&name, &sec).build(&key);
+        let t = std::time::Instant::now();
+        let (code, _) = e.server.submit_csr(&name, &pem).unwrap();
+        assert_eq!(code, 200);
+        assert!(
+            e.server.has_cert(&name).unwrap(),
+            "{name} was not signed by the hook"
+        );
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (p50, p90, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.9), pct(&mut lat, 1.0));
+    // 2. One real agent, end to end (Ruby start-up and key generation included).
+    let name = new_name();
+    register(e, &name, &sec, 900);
+    let agent = Agent::new(&e.server, &name, Some(&attrs(Some(&sec), &name, "")), "").unwrap();
+    let t = std::time::Instant::now();
+    agent.submit_request().unwrap();
+    let agent_s = t.elapsed().as_secs_f64();
+    assert_eq!(state(e, &name).as_deref(), Some("signed"));
+    // 3. The hook process alone (spawn, S3 get + conditional put on moto, exit).
+    let cfg = e.config.display().to_string();
+    let mut hook = Vec::new();
+    for _ in 0..n {
+        let name = new_name();
+        register(e, &name, &sec, 900);
+        let pem = Spec::new(&name, &sec).build(&key);
+        let t = std::time::Instant::now();
+        let out = signer(e, &["--config", &cfg, "autosign", &name], Some(&pem), &[]);
+        hook.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(out.status.code(), Some(0));
+    }
+    let hook50 = pct(&mut hook, 0.5);
+    // 4. In-process decision (parse, verify, checks, CAS consume) on the in-memory registry.
+    let policy = schemas::signer_config::Policy::default();
+    let mem = signer::memreg::MemRegistry::default();
+    let m = 500;
+    let items: Vec<(String, Vec<u8>)> = (0..m)
+        .map(|_| {
+            let name = new_name();
+            (name.clone(), Spec::new(&name, &sec).build(&key))
+        })
+        .collect();
+    let rt = rt();
+    for (name, _) in &items {
+        let r = Registration::new(
+            name,
+            &sha256_hex(sec.as_bytes()),
+            "bench",
+            chrono::Utc::now(),
+            chrono::Duration::minutes(5),
+        );
+        rt.block_on(mem.create(&r)).unwrap();
+    }
+    let d = signer::decide::Decider {
+        registry: &mem,
+        policy: &policy,
+        registry_deadline: std::time::Duration::from_secs(1),
+        who: "bench".into(),
+        retry_grace: chrono::Duration::zero(),
+    };
+    let t = std::time::Instant::now();
+    for (name, pem) in &items {
+        let now = chrono::Utc::now();
+        let ev = rt
+            .block_on(d.evaluate(name, pem, signer::decide::Mode::Hook, now))
+            .unwrap();
+        let a = ev.verdict.unwrap();
+        rt.block_on(d.consume(&a, &ev.csr_sha256, now))
+            .unwrap()
+            .unwrap();
+    }
+    let per_us = t.elapsed().as_secs_f64() * 1e6 / m as f64;
+    let build = if cfg!(debug_assertions) {
+        "debug build"
+    } else {
+        "release build"
+    };
+    println!("\n== signer benchmark ({build})");
+    println!(
+        "hook, CSR PUT -> signed cert GET (real puppetserver, moto S3), n={n}: p50 {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms"
+    );
+    println!(
+        "real agent `puppet ssl submit_request` (Ruby start, 2048-bit keygen, submit, signed): {agent_s:.1} s"
+    );
+    println!(
+        "signer autosign process alone (spawn + S3 get + conditional put), n={n}: p50 {hook50:.0} ms"
+    );
+    println!(
+        "in-process decision (parse, verify RSA-2048, checks, CAS consume), n={m}: {per_us:.0} us per CSR"
+    );
+    println!(
+        "seed design (cron every 2 min + agent waitforcert 2m): ~120 s typical, up to ~240 s (analytic)"
+    );
+}
