@@ -146,7 +146,7 @@ pub fn lenient_string(tlv: Tlv<'_>) -> Result<Vec<u8>, DerError> {
     match tlv.tag {
         UTF8_STRING | PRINTABLE_STRING | IA5_STRING => Ok(tlv.value.to_vec()),
         BMP_STRING => {
-            if tlv.value.len() % 2 != 0 {
+            if !tlv.value.len().is_multiple_of(2) {
                 return Err(DerError("BMPString of odd length"));
             }
             let units: Vec<u16> = tlv

@@ -325,27 +325,37 @@ fn hook_leaves_adversarial_agents_pending() {
     let e = env();
     let _g = serial();
     let sec = format!("secret-{}", secret());
-    // (what, registered?, ttl, secret in CSR, extra extension_requests, extra puppet.conf, expected check)
-    let cases: Vec<(&str, bool, i64, Option<String>, &str, &str, &str)> = vec![
-        (
+    struct Case {
+        what: &'static str,
+        registered: bool,
+        ttl: i64,
+        csr_secret: Option<String>,
+        ext: &'static str,
+        conf: &'static str,
+        check: &'static str,
+    }
+    let case = |what, registered, ttl, csr_secret: Option<String>, ext, conf, check| Case {
+        what,
+        registered,
+        ttl,
+        csr_secret,
+        ext,
+        conf,
+        check,
+    };
+    let good = Some(sec.clone());
+    let cases = vec![
+        case(
             "unregistered",
             false,
             900,
-            Some(sec.clone()),
+            good.clone(),
             "",
             "",
             "registration",
         ),
-        (
-            "expired",
-            true,
-            -60,
-            Some(sec.clone()),
-            "",
-            "",
-            "registration",
-        ),
-        (
+        case("expired", true, -60, good.clone(), "", "", "registration"),
+        case(
             "wrong secret",
             true,
             900,
@@ -354,27 +364,36 @@ fn hook_leaves_adversarial_agents_pending() {
             "",
             "secret",
         ),
-        ("missing secret", true, 900, None, "", "", "secret"),
-        (
+        case("missing secret", true, 900, None, "", "", "secret"),
+        case(
             "SAN",
             true,
             900,
-            Some(sec.clone()),
+            good.clone(),
             "",
             "dns_alt_names = puppet",
             "forbidden",
         ),
-        (
+        case(
             "unregistered extension",
             true,
             900,
-            Some(sec.clone()),
+            good.clone(),
             "  pp_environment: production\n",
             "",
             "extensions",
         ),
     ];
-    for (what, registered, ttl, csr_secret, ext, conf, check) in cases {
+    for Case {
+        what,
+        registered,
+        ttl,
+        csr_secret,
+        ext,
+        conf,
+        check,
+    } in cases
+    {
         let name = new_name();
         if registered {
             register(e, &name, &sec, ttl);
