@@ -186,6 +186,14 @@ fn rejects_bad_input_with_located_messages() {
         ),
         // keys, proxies, misc
         (
+            "#cloud-config\npuppet:\n  conf:\n    agent:\n      server:\n",
+            &["ud.yaml:5:7: error: puppet.conf.agent.server: the value is empty"],
+        ),
+        (
+            "#cloud-config\napt:\n  primary:\n    - uri: http://a/\n",
+            &["ud.yaml:4:7: error: apt.primary[0]: a mirror entry needs `arches`"],
+        ),
+        (
             "#cloud-config\napt:\n  sources:\n    r:\n      keyid: nothex\n",
             &["apt.sources.r.keyid: `nothex` is not a key id"],
         ),

@@ -146,6 +146,13 @@ impl Builder {
             Some(Frame::Map(n, _, key)) => match key.take() {
                 None => *key = Some(node),
                 Some(k) => {
+                    let mut node = node;
+                    // An empty value (`server:`) has no place of its own (the parser marks the
+                    // next token); point at its key instead.
+                    if matches!(&node.kind, Kind::Scalar { text, plain: true, tag: None } if text.is_empty())
+                    {
+                        node.loc = k.loc;
+                    }
                     if let Kind::Map(v) = &mut n.kind {
                         v.push((k, node));
                     }
@@ -211,6 +218,13 @@ impl MarkedEventReceiver for Builder {
                 if let Some(Frame::Map(mut n, a, _)) = self.stack.pop() {
                     if let Kind::Map(pairs) = &mut n.kind {
                         apply_merge_keys(pairs);
+                        // A block mapping is marked at its first `:`; its first key is clearer.
+                        if let Some((k, _)) = pairs.first()
+                            && k.loc.line == n.loc.line
+                            && k.loc.column < n.loc.column
+                        {
+                            n.loc = k.loc;
+                        }
                     }
                     self.finish(n, a);
                 }
