@@ -348,3 +348,157 @@ pub async fn sweep_with(
 fn registry_message(e: &DecideError) -> String {
     format!("registry: {e}")
 }
+
+#[cfg(test)]
+mod tests {
+    //! The failure window, deterministically: a scripted CA whose PUT fails once, or whose CSR is
+    //! swapped between the decision and the signing. (The real-server paths are in tests/puppet.rs.)
+    use super::*;
+    use crate::ca::Pending;
+    use crate::craft::{self, Spec};
+    use crate::memreg::MemRegistry;
+    use async_trait::async_trait;
+    use schemas::registration::{Registration, sha256_hex};
+    use std::sync::Mutex;
+
+    const CN: &str = "0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11";
+
+    #[derive(Default)]
+    struct ScriptedCa {
+        csr: Mutex<Option<Vec<u8>>>,
+        /// Served by the second `csr()` call onwards (the re-check before signing).
+        swap_to: Mutex<Option<Vec<u8>>>,
+        fetches: Mutex<usize>,
+        fail_puts: Mutex<usize>,
+        signed: Mutex<usize>,
+    }
+
+    #[async_trait]
+    impl Ca for ScriptedCa {
+        fn describe(&self) -> String {
+            "scripted".into()
+        }
+        async fn pending(&self) -> Result<Vec<Pending>> {
+            Ok(self
+                .csr
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|_| Pending {
+                    name: CN.into(),
+                    sha256: None,
+                })
+                .collect())
+        }
+        async fn csr(&self, _: &str) -> Result<Option<Vec<u8>>> {
+            let mut n = self.fetches.lock().unwrap();
+            *n += 1;
+            if *n > 1
+                && let Some(s) = self.swap_to.lock().unwrap().clone()
+            {
+                return Ok(Some(s));
+            }
+            Ok(self.csr.lock().unwrap().clone())
+        }
+        async fn sign(&self, _: &str) -> Result<SignOutcome> {
+            let mut f = self.fail_puts.lock().unwrap();
+            if *f > 0 {
+                *f -= 1;
+                anyhow::bail!("connection reset");
+            }
+            *self.signed.lock().unwrap() += 1;
+            *self.csr.lock().unwrap() = None;
+            Ok(SignOutcome::Signed)
+        }
+    }
+
+    fn cfg(dir: &std::path::Path) -> SignerConfig {
+        let mut c = SignerConfig::parse("t.yaml", "registry: file:///unused\n").unwrap();
+        c.audit_log = dir.join("audit.jsonl");
+        c.lock_file = dir.join("lock");
+        c
+    }
+
+    async fn registered(mem: &MemRegistry) {
+        let r = Registration::new(
+            CN,
+            &sha256_hex(b"s"),
+            "t",
+            chrono::Utc::now(),
+            chrono::Duration::minutes(5),
+        );
+        mem.create(&r).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_put_after_consuming_is_retried_for_the_same_csr_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path());
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        let key = craft::rsa_key(2048);
+        let ca = ScriptedCa {
+            csr: Mutex::new(Some(Spec::new(CN, "s").build(&key))),
+            fail_puts: Mutex::new(1),
+            ..Default::default()
+        };
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert!(
+            r.failed() && r.error.as_deref().unwrap().contains("next run retries"),
+            "{r:?}"
+        );
+        assert!(mem.peek(CN).unwrap().consumed.is_some());
+        assert_eq!(*ca.signed.lock().unwrap(), 0);
+        // Within the grace period the consumer is left alone; after it, the same CSR is signed once.
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!((r.signed, r.rejected), (0, 1), "{r:?}");
+        c.deadlines.hook = std::time::Duration::from_millis(1);
+        let grace_s = 10; // the floor of the retry grace
+        let mut rec = mem.peek(CN).unwrap();
+        rec.consumed.as_mut().unwrap().at -= chrono::Duration::seconds(grace_s + 1);
+        let (_, v) = mem.get(CN).await.unwrap().unwrap();
+        mem.update(&rec, &v).await.unwrap();
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!(r.signed, 1, "{r:?}");
+        assert_eq!(*ca.signed.lock().unwrap(), 1);
+        // A different CSR under the consumed name is a replay.
+        *ca.csr.lock().unwrap() = Some(Spec::new(CN, "s").build(&craft::rsa_key(2048)));
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!((r.signed, r.rejected), (0, 1), "{r:?}");
+        assert!(r.items[0].reason.as_deref().unwrap().contains("replay"));
+    }
+
+    #[tokio::test]
+    async fn a_csr_swapped_before_signing_is_not_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path());
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        let key = craft::rsa_key(2048);
+        let ca = ScriptedCa {
+            csr: Mutex::new(Some(Spec::new(CN, "s").build(&key))),
+            swap_to: Mutex::new(Some(Spec::new(CN, "s").build(&craft::rsa_key(2048)))),
+            ..Default::default()
+        };
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!(*ca.signed.lock().unwrap(), 0);
+        assert!(
+            r.items[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("replaced before signing"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn the_lock_keeps_a_second_sweep_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path());
+        let held = try_lock(&c).unwrap().expect("first lock");
+        assert!(try_lock(&c).unwrap().is_none());
+        drop(held);
+        assert!(try_lock(&c).unwrap().is_some());
+    }
+}
