@@ -87,14 +87,18 @@ fn read(path: &PathBuf) -> Result<(String, Vec<u8>), FileReport> {
         let mut buf = Vec::new();
         (
             "<stdin>".to_owned(),
-            std::io::stdin().read_to_end(&mut buf).map(|_| buf),
+            std::io::stdin()
+                .take(schemas::userdata::MAX_DECODED + 1)
+                .read_to_end(&mut buf)
+                .map(|_| buf),
         )
     } else {
         let name = path.display().to_string();
-        // Cap what we read: user-data beyond this is rejected by the decoder anyway.
+        // Read one byte past the decoder's cap, so an oversized file is reported as such
+        // without reading all of it.
         let res = std::fs::File::open(path).and_then(|f| {
             let mut buf = Vec::new();
-            f.take(schemas::userdata::MAX_DECODED * 2)
+            f.take(schemas::userdata::MAX_DECODED + 1)
                 .read_to_end(&mut buf)
                 .map(|_| buf)
         });

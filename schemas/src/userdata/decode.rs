@@ -33,6 +33,14 @@ const GZIP_TYPES: &[&str] = &[
 /// Decode `raw` into cloud-config parts (in order) plus warnings for parts bootcfg ignores.
 pub(crate) fn decode(name: &str, raw: &[u8]) -> Result<(Vec<Part>, Vec<Diagnostic>), Diagnostic> {
     let mut warnings = Vec::new();
+    if raw.len() as u64 > MAX_DECODED {
+        return Err(Diagnostic::error(
+            name,
+            "",
+            format!("user-data is larger than {} KiB", MAX_DECODED / 1024),
+            "keep user-data under 1 MiB (EC2 allows 16 KiB; compress it with gzip)",
+        ));
+    }
     let data = maybe_base64(name, raw)?;
     let data = if data.starts_with(&GZIP_MAGIC) {
         gunzip(name, "", &data)?

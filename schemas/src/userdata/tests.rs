@@ -259,6 +259,13 @@ fn rejects_bad_input_with_located_messages() {
 }
 
 #[test]
+fn oversized_input_is_rejected() {
+    let mut big = b"#cloud-config\n".to_vec();
+    big.resize(MAX_DECODED as usize + 1, b'#');
+    check_err(&big, &["ud.yaml: error: user-data is larger than 1024 KiB"]);
+}
+
+#[test]
 fn non_utf8_is_located() {
     check_err(
         b"#cloud-config\npackages:\n  - caf\xe9\n",
