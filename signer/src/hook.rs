@@ -42,12 +42,16 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
         std::process::exit(i32::from(exit::DEADLINE));
     });
     let audit = AuditLog::new(&cfg.audit_log);
-    let log = |rec: Record| {
-        if let Err(e) = audit.write(&rec) {
-            eprintln!(
-                "signer: cannot write the audit log {}: {e}",
-                audit.path().display()
-            );
+    let log = |rec: Record| -> bool {
+        match audit.write(&rec) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!(
+                    "signer: cannot write the audit log {}: {e}",
+                    audit.path().display()
+                );
+                false
+            }
         }
     };
 
@@ -56,7 +60,7 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
     let limit = cfg.policy.max_csr_bytes as u64 + 1;
     if let Err(e) = std::io::stdin().lock().take(limit).read_to_end(&mut pem) {
         eprintln!("signer: rejected {certname}: input: reading the CSR from stdin: {e}");
-        log(Record::new(
+        let _ = log(Record::new(
             Mode::Hook,
             certname,
             "",
@@ -83,14 +87,19 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
         rt.block_on(async { tokio::time::timeout(remaining, decide(cfg, certname, &pem)).await });
     match result {
         Ok(Ok((sha, None))) => {
-            log(Record::new(
+            // No audit line, no signature: the registration stays consumed for this CSR and
+            // the sweep's retry rule signs it once the audit log is writable again.
+            if !log(Record::new(
                 Mode::Hook,
                 certname,
                 &sha,
                 Outcome::Approved,
                 None,
                 None,
-            ));
+            )) {
+                eprintln!("signer: not signing {certname}: the decision could not be audited");
+                return exit::UNAVAILABLE;
+            }
             tracing::info!(certname, csr_sha256 = %sha, "approved");
             exit::OK
         }
@@ -99,7 +108,7 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
                 "signer: rejected {certname}: {:?}: {}",
                 rej.check, rej.reason
             );
-            log(Record::new(
+            let _ = log(Record::new(
                 Mode::Hook,
                 certname,
                 &sha,
@@ -111,7 +120,7 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
         }
         Ok(Err(e)) => {
             eprintln!("signer: not signing {certname}: {e:#}");
-            log(Record::new(
+            let _ = log(Record::new(
                 Mode::Hook,
                 certname,
                 &sha_of_input,
@@ -123,7 +132,7 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
         }
         Err(_) => {
             eprintln!("signer: rejected {certname}: deadline: no decision within {deadline:?}");
-            log(Record::new(
+            let _ = log(Record::new(
                 Mode::Hook,
                 certname,
                 &sha_of_input,
