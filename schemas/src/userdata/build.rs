@@ -536,6 +536,18 @@ fn apt<'n>(ctx: &mut Ctx, st: &mut State<'n>, ud: &mut UserData, node: &'n Node)
                 let list = source_map(ctx, st, v, path);
                 st.sources.set(ctx, v, path, list);
             }
+            "sources_format" => match ctx.req_string(v, path).as_deref() {
+                Some("list") => ud.apt.deb822 = false,
+                Some("deb822") => ud.apt.deb822 = true,
+                Some(other) => ctx.err(
+                    v,
+                    path,
+                    format!("unknown sources format `{other}`"),
+                    "use `list` (one-line `.list` files, cloud-init's format) or `deb822` (`.sources` files)",
+                ),
+                None => {}
+            },
+            "debconf_reconfigure" => ud.apt.debconf_reconfigure = ctx.bool(v, path).unwrap_or(false),
             _ => {}
         }
     }

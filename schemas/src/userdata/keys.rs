@@ -46,6 +46,9 @@ pub const APT: &[&str] = &[
     "add_apt_repo_match",
     "debconf_selections",
     "sources",
+    // bootcfg extensions (cloud-init's schema does not know them; it warns and goes on).
+    "sources_format",
+    "debconf_reconfigure",
 ];
 
 /// Keys of an `apt.sources` entry (and of an `apt_sources` list item).

@@ -92,7 +92,9 @@ pub fn json_schema() -> Value {
             "ftp_proxy": {"type": "string"},
             "add_apt_repo_match": {"type": "string", "description": "Regex for sources handed to add-apt-repository; default `^[\\w-]+:\\w`."},
             "debconf_selections": {"type": "object", "additionalProperties": {"type": "string"}, "minProperties": 1},
-            "sources": {"type": "object", "additionalProperties": source}
+            "sources": {"type": "object", "additionalProperties": source},
+            "sources_format": {"enum": ["list", "deb822"], "description": "bootcfg extension: write `sources` as one-line `.list` files (default, cloud-init's format) or deb822 `.sources` files."},
+            "debconf_reconfigure": {"$ref": "#/definitions/boolean", "description": "bootcfg extension: dpkg-reconfigure already-installed packages named by debconf_selections (cloud-init only warns). Default false."}
         }
     });
     let puppet = json!({

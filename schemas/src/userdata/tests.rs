@@ -584,6 +584,22 @@ fn legacy_rfc_syntax() {
 }
 
 #[test]
+fn bootcfg_extensions() {
+    let a = ok("#cloud-config\napt:\n  sources_format: deb822\n  debconf_reconfigure: yes\n")
+        .config
+        .apt;
+    assert!(a.deb822 && a.debconf_reconfigure);
+    let a = ok("#cloud-config\napt:\n  sources_format: list\n")
+        .config
+        .apt;
+    assert!(!a.deb822 && !a.debconf_reconfigure);
+    check_err(
+        b"#cloud-config\napt:\n  sources_format: yaml\n",
+        &["ud.yaml:3:19: error: apt.sources_format: unknown sources format `yaml`"],
+    );
+}
+
+#[test]
 fn same_value_in_both_syntaxes_is_fine() {
     let c = ok("#cloud-config\napt:\n  proxy: http://p:3128/\napt_proxy: http://p:3128/\n").config;
     assert_eq!(c.apt.proxy.http.as_deref(), Some("http://p:3128/"));
