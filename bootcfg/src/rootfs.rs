@@ -237,8 +237,9 @@ impl Root {
                 .create(dir)
                 .map_err(io_err)?;
         }
+        sweep_stale_temps(dir);
         let mut tmp = tempfile::Builder::new()
-            .prefix(".bootcfg-")
+            .prefix(TEMP_PREFIX)
             .permissions(fs::Permissions::from_mode(0o600))
             .tempfile_in(dir)
             .map_err(io_err)?;
@@ -278,6 +279,23 @@ impl Root {
 
 use std::os::unix::fs::DirBuilderExt;
 
+/// Temp files of [`Root::write`] start with this. One bootcfg runs per root at a time (a lock in
+/// the agent), so any such file found in a directory is left over from a killed run.
+pub const TEMP_PREFIX: &str = ".bootcfg-";
+
+fn sweep_stale_temps(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        if name.to_string_lossy().starts_with(TEMP_PREFIX)
+            && ent.file_type().is_ok_and(|t| t.is_file())
+        {
+            tracing::info!(path = %ent.path().display(), "removing a temp file left by an interrupted run");
+            let _ = fs::remove_file(ent.path());
+        }
+    }
+}
+
 /// Push `p`'s components onto the stack so that the first component is popped first.
 fn push_components(stack: &mut Vec<OsString>, p: &Path) {
     let comps: Vec<OsString> = p
@@ -316,6 +334,15 @@ mod tests {
         // no temp files left behind
         let names = r.list_dir("/etc/apt/apt.conf.d").unwrap();
         assert_eq!(names, vec!["90x".to_owned()]);
+    }
+
+    #[test]
+    fn temp_files_left_by_a_killed_run_are_swept() {
+        let (d, r) = root();
+        fs::create_dir_all(d.path().join("etc")).unwrap();
+        fs::write(d.path().join("etc/.bootcfg-AbC123"), "half").unwrap();
+        r.write("/etc/x", b"x", 0o644).unwrap();
+        assert_eq!(r.list_dir("/etc").unwrap(), vec!["x".to_owned()]);
     }
 
     #[test]
