@@ -215,8 +215,9 @@ impl ApiCa {
             })?;
         let identity = reqwest::Identity::from_pkcs8_pem(&cert, &key).with_context(|| {
             format!(
-                "client certificate {} does not match its key",
-                paths.client_cert.display()
+                "client certificate {} with key {}: not a PEM certificate and its matching key",
+                paths.client_cert.display(),
+                paths.client_key.display()
             )
         })?;
         let bundle = read(&paths.ca_bundle, "bundle")?;

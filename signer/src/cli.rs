@@ -178,9 +178,18 @@ fn run_sweep(cfg: &SignerConfig, output: Output, dry_run: bool, watch: Option<Du
                 exit::OK
             };
             let Some(every) = watch else { return code };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("error: installing the SIGTERM handler: {e}");
+                        return exit::UNAVAILABLE;
+                    }
+                };
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = tokio::signal::ctrl_c() => return code,
+                _ = term.recv() => return code,
             }
         }
     })
