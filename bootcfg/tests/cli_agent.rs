@@ -292,3 +292,44 @@ fn a_second_bootcfg_on_the_same_root_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("another bootcfg"), "{}", text(&out));
 }
+
+#[test]
+fn a_failed_module_has_no_marker_and_is_retried_by_the_next_run() {
+    let root = debian_root();
+    let r = root.path().to_str().unwrap();
+    seed(root.path(), USER_DATA, "iid-retry");
+    // make puppet.conf unwritable: /etc/puppet is a file, not a directory
+    std::fs::remove_dir_all(root.path().join("etc/puppet")).unwrap();
+    std::fs::write(root.path().join("etc/puppet"), "not a directory").unwrap();
+    let out = bootcfg(&["run", "--root", r, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "failed");
+    let status = |v: &serde_json::Value, m: &str| {
+        v["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == m)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status(&v, "apt-conf"), "done");
+    assert_eq!(status(&v, "puppet"), "failed");
+    let markers = root.path().join("var/lib/bootcfg/instances/iid-retry");
+    assert!(markers.join("apt-conf.done").is_file());
+    assert!(
+        !markers.join("puppet.done").exists(),
+        "no marker for the failed module"
+    );
+    // the cause is fixed; the next boot retries only what is not done
+    std::fs::remove_file(root.path().join("etc/puppet")).unwrap();
+    let out = bootcfg(&["run", "--root", r, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status(&v, "apt-conf"), "already-done");
+    assert_eq!(status(&v, "puppet"), "done");
+    assert!(markers.join("puppet.done").is_file());
+}
