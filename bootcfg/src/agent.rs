@@ -1,6 +1,6 @@
 //! `bootcfg run`, `plan`, `apply` and `status`.
 //!
-//! All three of run/plan/apply go through [`execute`]: fetch user-data from the datasource,
+//! All three of run/plan/apply go through one function (`execute`): fetch user-data from the datasource,
 //! parse and validate it, then for each module in boot order build its actions and hand them
 //! to the [`Engine`] in plan or apply mode. `run` additionally skips modules whose run-once
 //! marker exists for this instance; `apply` always runs every module (an operator asked for it)
