@@ -205,6 +205,12 @@ impl AptRepo {
             "gpg --detach-sign",
         );
 
+        // gpg started an agent for the key; it would outlive the test process.
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(&gnupg)
+            .args(["--kill", "all"])
+            .status();
         let (server, pipe, port) = serve(&www, dir.path());
         eprintln!(
             "[testkit] signed apt repo http://127.0.0.1:{port} suite {SUITE}, key {fingerprint}"

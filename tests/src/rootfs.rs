@@ -226,6 +226,30 @@ impl Root {
         out
     }
 
+    /// `user:group` of a path by the root's own /etc/passwd and /etc/group (numeric ids differ
+    /// between roots with different packages; names do not).
+    pub fn owner(&self, rel: &str) -> String {
+        let md = self
+            .join(rel)
+            .symlink_metadata()
+            .unwrap_or_else(|e| panic!("stat {rel} in the test root: {e}"));
+        let name = |db: &str, id: u32| -> String {
+            fs::read_to_string(self.join(db))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() > 2 && f[2] == id.to_string()).then(|| f[0].to_owned())
+                })
+                .unwrap_or_else(|| id.to_string())
+        };
+        format!(
+            "{}:{}",
+            name("etc/passwd", md.uid()),
+            name("etc/group", md.gid())
+        )
+    }
+
     /// The puppet.conf-style INI file at `rel` as section → key → value (comments dropped).
     pub fn ini(&self, rel: &str) -> BTreeMap<String, BTreeMap<String, String>> {
         parse_ini(&self.read_string(rel))
