@@ -107,6 +107,10 @@ impl FakeImds {
     pub fn set_local_hostname(&self, h: &str) {
         self.with(|s| s.local_hostname = h.to_owned());
     }
+    /// The region of the identity document (default `eu-west-1`).
+    pub fn set_region(&self, r: &str) {
+        self.with(|s| s.region = r.to_owned());
+    }
     /// Answer the next `n` requests (token PUTs included) with 503, optionally with `Retry-After`.
     pub fn fail_next(&self, n: u32, retry_after: Option<u64>) {
         self.with(|s| {

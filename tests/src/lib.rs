@@ -2,8 +2,10 @@
 //! real part on 127.0.0.1 and fails loudly, naming the setup command, when something it needs is missing.
 
 pub mod aptrepo;
+pub mod bins;
 pub mod chroot;
 pub mod imds;
 pub mod moto;
 pub mod puppet;
 pub mod rootfs;
+pub mod scenario;
