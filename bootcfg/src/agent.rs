@@ -184,17 +184,64 @@ pub struct StatusArgs {
     pub output: Output,
 }
 
+/// Logs go to stderr. Under systemd (`JOURNAL_STREAM` set: stderr is a journal stream) each line
+/// starts with a `<N>` syslog priority, which journald turns into the entry's priority
+/// (`SyslogLevelPrefix=`, on by default), so `journalctl -u bootcfg -p warning` works without
+/// a journald client library.
 fn init_logging() {
     // BOOTCFG_LOG, else RUST_LOG, else `info`
     let filter = tracing_subscriber::EnvFilter::try_from_env("BOOTCFG_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_env_filter(filter);
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder
+            .with_ansi(false)
+            .event_format(JournalFormat)
+            .try_init()
+    } else {
+        builder
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
+}
+
+/// `<priority>span{fields}: message fields` (no timestamp: the journal adds one).
+struct JournalFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JournalFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let prio = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{prio}>")?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                match ext.get::<tracing_subscriber::fmt::FormattedFields<N>>() {
+                    Some(f) if !f.is_empty() => write!(writer, "{}{{{f}}}: ", span.name())?,
+                    _ => write!(writer, "{}: ", span.name())?,
+                }
+            }
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

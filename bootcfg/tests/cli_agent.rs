@@ -333,3 +333,41 @@ fn a_failed_module_has_no_marker_and_is_retried_by_the_next_run() {
     assert_eq!(status(&v, "puppet"), "done");
     assert!(markers.join("puppet.done").is_file());
 }
+
+#[test]
+fn under_systemd_log_lines_carry_syslog_priorities() {
+    let root = debian_root();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_bootcfg"))
+        .args([
+            "run",
+            "--root",
+            root.path().to_str().unwrap(),
+            "--imds-url",
+            &format!("http://127.0.0.1:{port}"),
+            "--imds-timeout",
+            "1",
+        ])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.starts_with("<6>fetching user-data")),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("<4>IMDS not answering yet")),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "no ANSI colours in the journal: {err}"
+    );
+}
