@@ -148,6 +148,95 @@ fn hello_is_installed_from_the_debian_mirror() {
     let run = chroot::run(in_root(root.path(), &["hello"]), Duration::from_secs(30));
     run.assert_ok();
     assert_eq!(run.stdout.trim(), "Hello, world!");
+
+    // `bootcfg status` shows that run's result.
+    let st = status(&root);
+    let v = ok_json(&st);
+    assert_eq!(v["command"], "apply", "{v:#}");
+    assert_eq!(v["outcome"], "success", "{v:#}");
+    assert_eq!(v["instance_id"], "i-e2e-hello", "{v:#}");
+}
+
+/// What `plan` must leave alone: configuration, package and debconf databases, bootcfg's state.
+const PLAN_STATE: &[&str] = &[
+    "etc",
+    "var/lib/dpkg",
+    "var/lib/apt",
+    "var/cache/debconf",
+    "var/lib/puppet",
+    "var/lib/bootcfg",
+];
+
+#[test]
+fn plan_shows_every_step_and_changes_nothing() {
+    let repo = AptRepo::shared();
+    let (root, ud) = image_root(&user_data("full.yaml", Some(repo)));
+    let before = root.manifest(PLAN_STATE);
+    let out = {
+        let _heavy = heavy_lock();
+        timed("full plan", || {
+            chroot::run(
+                bootcfg_cmd("plan", &root, &ud, "i-e2e-plan", "e2e-plan"),
+                APPLY_TIMEOUT,
+            )
+        })
+    };
+    let v = ok_json(&out);
+    let diff = manifest_diff(&before, &root.manifest(PLAN_STATE));
+    assert!(
+        diff.is_empty(),
+        "plan changed the root:\n{}",
+        diff.join("\n")
+    );
+
+    // Every file it would write and every command it would run, in module order.
+    let flags = changed_flags(&v);
+    let steps: Vec<&serde_json::Value> = flags.iter().map(|(_, s)| s).collect();
+    let writes = |p: &str| steps.iter().any(|s| s["kind"] == "write" && s["path"] == p);
+    let runs = |needle: &str| {
+        steps.iter().any(|s| {
+            s["kind"] == "run" && s["command"].as_str().is_some_and(|c| c.contains(needle))
+        })
+    };
+    for p in [
+        LIST,
+        "/etc/puppet/puppet.conf",
+        "/etc/puppet/csr_attributes.yaml",
+        "/var/lib/puppet/ssl/certs/ca.pem",
+    ] {
+        assert!(writes(p), "plan does not show the write of {p}: {v:#}");
+    }
+    assert!(
+        runs("debconf-set-selections"),
+        "plan does not show debconf-set-selections: {v:#}"
+    );
+    assert!(
+        runs("install hello bootcfg-test-dummy locales"),
+        "plan does not show the package install: {v:#}"
+    );
+    assert!(
+        runs("install puppet-agent"),
+        "plan does not show the puppet-agent install: {v:#}"
+    );
+    // The diff against the image's puppet.conf is shown, and the secret is not.
+    let conf = steps
+        .iter()
+        .find(|s| s["path"] == "/etc/puppet/puppet.conf")
+        .expect("puppet.conf step");
+    let diff = conf["diff"].as_str().unwrap_or_default();
+    assert!(
+        diff.contains("+server = puppet.bootcfg-e2e.invalid")
+            || diff.contains("+certname = i-e2e-plan"),
+        "no diff for puppet.conf: {conf:#}"
+    );
+    assert!(
+        !out.stdout.contains("e2e-challenge-0123456789abcdef"),
+        "plan output shows the challenge password"
+    );
+    assert!(
+        !out.stderr.contains("e2e-challenge-0123456789abcdef"),
+        "plan log shows the challenge password"
+    );
 }
 
 #[test]

@@ -116,6 +116,19 @@ pub fn bootcfg_cmd(
     )
 }
 
+/// `bootcfg status --root ROOT --output json`, run to completion.
+pub fn status(root: &Root) -> Output {
+    let root_s = root.path().display().to_string();
+    chroot::run(
+        chroot::host_in_ns(
+            root.path(),
+            &[],
+            &[BOOTCFG, "status", "--root", &root_s, "--output", "json"],
+        ),
+        Duration::from_secs(60),
+    )
+}
+
 /// Runs `bootcfg apply` to completion.
 pub fn apply(root: &Root, user_data: &Path, instance_id: &str, hostname: &str) -> Output {
     let t0 = Instant::now();
