@@ -258,8 +258,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     let hostname = w.private_dns_name(&instance_id)?;
     n.show("conductor list", &w.conductor(&["list"])?);
     n.show(
-        &format!("user-data EC2 holds for {instance_id} (DescribeInstanceAttribute userData; secret redacted here)"),
-        &String::from_utf8_lossy(&user_data).replace(&secret, "<redacted>"),
+        &format!("user-data EC2 holds for {instance_id} (DescribeInstanceAttribute userData; secret redacted and certificates shortened here)"),
+        &shorten_pem(&String::from_utf8_lossy(&user_data).replace(&secret, "<redacted>")),
     );
     timings.push(("conductor launch".to_owned(), t.elapsed()));
 
@@ -278,13 +278,16 @@ pub fn run(opts: &Options) -> Result<Report> {
         "bootcfg plan failed:\n{}",
         plan.report()
     );
-    n.show("bootcfg plan --root ROOT --imds-url URL", &plan.stdout);
-    let t_run = Instant::now();
-    let out = {
+    n.show(
+        "bootcfg plan --root ROOT --imds-url URL (certificates shortened here)",
+        &shorten_pem(&plan.stdout),
+    );
+    let (out, bootcfg_run) = {
         let _heavy = chroot::heavy_lock();
-        w.bootcfg(root.path(), "run", &imds.url)?
+        let t_run = Instant::now();
+        let out = w.bootcfg(root.path(), "run", &imds.url)?;
+        (out, t_run.elapsed())
     };
-    let bootcfg_run = t_run.elapsed();
     ensure!(
         out.status.success(),
         "bootcfg run in the legitimate root failed:\n{}\npuppetserver:\n{}",
@@ -719,7 +722,13 @@ impl World {
             "attack `{name}`: the signer approved it: {lines:?}"
         );
         n.show("CA", &self.ca_status(certname)?);
-        n.show("signer audit line", &audit.to_string());
+        n.show(
+            "signer audit line",
+            &format!(
+                "decision: {}\ncheck: {}\nreason: {}\ncsr_sha256: {}",
+                audit["decision"], audit["check"], audit["reason"], audit["csr_sha256"]
+            ),
+        );
         n.say(&format!(
             "bootcfg run exited {:?} in the attacking root (its agent got no certificate)",
             out.code()
@@ -804,6 +813,34 @@ fn with_dns_alt_names(user_data: &[u8], names: &str) -> Result<String> {
         .context("user-data has no puppet.conf main section")?;
     main.insert("dns_alt_names".into(), names.into());
     Ok(format!("#cloud-config\n{}", serde_yaml_ng::to_string(&v)?))
+}
+
+/// Text with the base64 body of every PEM block replaced by one `… (N lines)` line.
+fn shorten_pem(text: &str) -> String {
+    let mut out = String::new();
+    let mut body = 0usize;
+    let mut inside = false;
+    for line in text.lines() {
+        let t = line.trim_start_matches([' ', '+', '|']);
+        if t.starts_with("-----BEGIN ") {
+            inside = true;
+            body = 0;
+            out.push_str(line);
+            out.push('\n');
+        } else if t.starts_with("-----END ") {
+            inside = false;
+            let indent = &line[..line.len() - t.len()];
+            let _ = writeln!(out, "{indent}… ({body} lines of base64)");
+            out.push_str(line);
+            out.push('\n');
+        } else if inside {
+            body += 1;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
