@@ -7,8 +7,12 @@
 //! - proxies     → `/etc/apt/apt.conf.d/90cloud-init-aptproxy`, one `Acquire::<proto>::Proxy`
 //!   line per protocol; removed when none. **Mode 0600 when a proxy URL holds credentials**
 //!   (cloud-init: 0644). apt reads its configuration as root before its download methods drop
-//!   to `_apt` (the settings are passed to them over a pipe), so root-only is enough for
-//!   `apt-get`; unprivileged `apt-cache`/`apt list` then report that they cannot open the file.
+//!   to `_apt` (the settings are passed to them over a pipe), so root-only is enough. Checked
+//!   in a bookworm root: with a 0600 proxy file pointing at 127.0.0.1:9, `apt-get update` fails
+//!   with "Could not connect to 127.0.0.1:9" (the `_apt` http method got the proxy), and an
+//!   unprivileged `apt-cache policy` still works (it skips the file it cannot read).
+//! - pipelining's file says "Written by bootcfg" where cloud-init's says "Written by cloud-init";
+//!   the setting line is the same.
 //! - pipelining  → `/etc/apt/apt.conf.d/90cloud-init-pipelining` (`Acquire::http::Pipeline-Depth`);
 //!   left alone when `apt_pipelining` is absent or `os`.
 //! - RFC `conf_files` → `/etc/apt/apt.conf.d/<filename>` (0644).
