@@ -112,13 +112,14 @@ done
 t3=$(now)
 
 launched=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["launched"])' "$work/conductor.json")
-registered_cli=$("$aws" s3api list-objects-v2 --bucket bench-cli --prefix registrations/ --query 'KeyCount' --output text)
+registered_cli=$("$aws" s3api list-objects-v2 --bucket bench-cli --prefix registrations/ --query 'length(Contents[])' --output text)
 instances=$("$aws" ec2 describe-instances --query 'length(Reservations[].Instances[])' --output text)
 
 python3 - "$N" "$t0" "$t1" "$t2" "$t3" "$launched" "$registered_cli" "$instances" "$PROFILE" <<'EOF'
 import json, sys
 n, t0, t1, t2, t3 = int(sys.argv[1]), *map(float, sys.argv[2:6])
-launched, registered_cli, instances, profile = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8]), sys.argv[9]
+total = lambda text: sum(int(x) for x in text.split() if x.isdigit())  # the CLI prints one count per page
+launched, registered_cli, instances, profile = int(sys.argv[6]), total(sys.argv[7]), total(sys.argv[8]), sys.argv[9]
 c, a = t1 - t0, t3 - t2
 print(f"instances launched: conductor {launched}/{n}, AWS CLI loop {registered_cli}/{n} registrations; {instances} instances on moto")
 print(f"conductor ({profile} build): {c:7.2f} s  ({n / c:6.1f} launches/s)")
