@@ -51,6 +51,22 @@ impl Content {
                 if cur.lines().any(|l| l.trim() == line.trim()) {
                     return cur.into_bytes();
                 }
+                // The same repository already listed with other options (say, an image where
+                // cloud-init wrote it without signed-by): replace that line instead of adding a
+                // second one, which apt would reject ("Conflicting values set for option Signed-By").
+                if let Some(key) = source_key(line) {
+                    let lines: Vec<&str> = cur.lines().collect();
+                    if let Some(i) = lines
+                        .iter()
+                        .position(|l| source_key(l).as_ref() == Some(&key))
+                    {
+                        let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+                        out[i] = line.clone();
+                        let mut text = out.join("\n");
+                        text.push('\n');
+                        return text.into_bytes();
+                    }
+                }
                 let mut out = cur;
                 if !out.is_empty() && !out.ends_with('\n') {
                     out.push('\n');
@@ -84,6 +100,22 @@ impl Content {
             }
         }
     }
+}
+
+/// `deb uri suite components…` of a one-line source, without its `[options]`: which repository
+/// it names. `None` for comments and other lines.
+fn source_key(line: &str) -> Option<String> {
+    let t = line.trim();
+    let (kind, rest) = t.split_once(char::is_whitespace)?;
+    if kind != "deb" && kind != "deb-src" {
+        return None;
+    }
+    let mut rest = rest.trim_start();
+    if rest.starts_with('[') {
+        rest = rest.split_once(']')?.1.trim_start();
+    }
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    (words.len() >= 2).then(|| format!("{kind} {}", words.join(" ")))
 }
 
 /// One step of a module.
@@ -711,6 +743,20 @@ mod tests {
         assert_eq!(c.render(Some(&once)), once);
         let other = c.render(Some(b"deb http://a b c"));
         assert_eq!(other, b"deb http://a b c\ndeb http://x y main\n");
+    }
+
+    #[test]
+    fn append_line_replaces_the_same_repo_with_other_options() {
+        let c = Content::AppendLine(
+            "deb [signed-by=/etc/apt/keyrings/x.gpg] http://x bookworm main".into(),
+        );
+        let out = c.render(Some(
+            b"# keep\ndeb http://x bookworm main\ndeb http://y bookworm main\n",
+        ));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "# keep\ndeb [signed-by=/etc/apt/keyrings/x.gpg] http://x bookworm main\ndeb http://y bookworm main\n"
+        );
     }
 
     #[test]

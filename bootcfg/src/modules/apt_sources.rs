@@ -5,7 +5,10 @@
 //!   (`${NAME}` works too; an unknown `$NAME` is an error, as in cloud-init).
 //! - Each source goes to `/etc/apt/sources.list.d/<filename>` with cloud-init's append semantics
 //!   (entries sharing a file accumulate; `append: false` replaces the file), except that a line
-//!   already in the file is not added again, so a rerun changes nothing.
+//!   already in the file is not added again, so a rerun changes nothing, and a line for the same
+//!   repository (`deb uri suite components`) with other options replaces that line instead of
+//!   being added next to it (an image where cloud-init listed it without `signed-by` would
+//!   otherwise make apt fail with conflicting `Signed-By` values).
 //! - **A repository's key is trusted for that repository only** (deliberate difference from
 //!   cloud-init, which puts keys in `/etc/apt/trusted.gpg.d/`, trusted for *every* repository,
 //!   unless the line uses `$KEY_FILE`, and then uses `/etc/apt/cloud-init.gpg.d/`): the key is
