@@ -260,15 +260,20 @@ pub async fn launch(
     }
     results.sort_by_key(|(i, _)| *i);
     let results: Vec<LaunchResult> = results.into_iter().map(|(_, r)| r).collect();
-    let failures = results.iter().filter(|r| r.error.is_some()).count();
     output::launch_results(&results, format)?;
-    Ok(if failures == 0 {
+    Ok(exit_code(&results))
+}
+
+/// 0 when every launch succeeded, 1 when none did, 3 (partial failure) otherwise.
+pub fn exit_code(results: &[LaunchResult]) -> u8 {
+    let failures = results.iter().filter(|r| r.error.is_some()).count();
+    if failures == 0 {
         exit::OK
     } else if failures == results.len() {
         exit::FAILED
     } else {
         exit::PARTIAL
-    })
+    }
 }
 
 #[derive(Serialize)]
@@ -425,4 +430,29 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     written?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(ok: bool) -> LaunchResult {
+        if ok {
+            LaunchResult {
+                certname: "c".into(),
+                instance_id: Some("i-1".into()),
+                state: "pending".into(),
+                error: None,
+            }
+        } else {
+            failed("c", None, "failed", "EC2 refused RunInstances".into())
+        }
+    }
+
+    #[test]
+    fn exit_codes_tell_partial_from_total_failure() {
+        assert_eq!(exit_code(&[result(true), result(true)]), exit::OK);
+        assert_eq!(exit_code(&[result(false), result(false)]), exit::FAILED);
+        assert_eq!(exit_code(&[result(true), result(false)]), exit::PARTIAL);
+    }
 }

@@ -606,3 +606,41 @@ fn every_command_has_help_with_an_example() {
     let (_, stdout, _) = conductor(moto, &["--help"]);
     assert!(stdout.contains("Exit codes") && stdout.contains("partial failure"));
 }
+
+#[tokio::test]
+async fn launch_with_a_file_registry() {
+    let moto = moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let regdir = dir.path().join("registry");
+    std::fs::create_dir(&regdir).unwrap();
+    let cfg = common::write_config(dir.path(), &format!("file://{}", regdir.display()), "");
+    let (code, stdout, stderr) = conductor(
+        moto,
+        &["launch", "-c", cfg.to_str().unwrap(), "--count", "2"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("CERTNAME") && stdout.lines().count() == 3,
+        "{stdout}"
+    );
+    let reg = schemas::registry::FileRegistry::new(regdir.clone()).unwrap();
+    let names = reg.list().await.unwrap();
+    assert_eq!(names.len(), 2);
+    let ec2 = common::ec2(moto).await;
+    for name in names {
+        let (record, _) = reg.get(&name).await.unwrap().unwrap();
+        let (certname, secret, _) =
+            identity(&user_data(&ec2, record.instance_id.as_deref().unwrap()).await);
+        assert_eq!(certname, name);
+        assert!(record.secret_matches(secret.as_bytes()));
+    }
+    // a registry directory that does not exist launches nothing
+    let cfg = common::write_config(
+        dir.path(),
+        &format!("file://{}", dir.path().join("typo").display()),
+        "",
+    );
+    let (code, _, stderr) = conductor(moto, &["launch", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
