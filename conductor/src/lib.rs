@@ -155,6 +155,6 @@ pub async fn preflight(registry: &dyn Registry) -> anyhow::Result<()> {
     registry
         .get(&probe)
         .await
-        .with_context(|| format!("registry {} is not usable", registry.location()))?;
+        .context("checking the registry before changing anything")?;
     Ok(())
 }

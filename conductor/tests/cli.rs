@@ -644,3 +644,38 @@ async fn launch_with_a_file_registry() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
+
+#[tokio::test]
+async fn endpoint_by_host_name_uses_path_style() {
+    // `localhost` (not an IP literal) would make the SDK address `<bucket>.localhost`; an endpoint
+    // override must switch the registry to path-style addressing.
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("pathstyle");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}"), "");
+    let out = moto
+        .command(env!("CARGO_BIN_EXE_conductor"))
+        .env(
+            "AWS_ENDPOINT_URL",
+            moto.endpoint().replace("127.0.0.1", "localhost"),
+        )
+        .args(["register", "-c", cfg.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        common::s3_registry(moto, &bucket, "")
+            .await
+            .list()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
