@@ -679,3 +679,57 @@ async fn endpoint_by_host_name_uses_path_style() {
         1
     );
 }
+
+#[tokio::test]
+async fn access_denied_and_rejected_keys_are_explained() {
+    // moto with IAM enforcement after 3 requests: a bucket, a user without policies, its key.
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let script = r#"
+import boto3, sys
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+boto3.client("s3", **kw).create_bucket(Bucket="denied")
+iam = boto3.client("iam", **kw)
+iam.create_user(UserName="nobody")
+k = iam.create_access_key(UserName="nobody")["AccessKey"]
+print(k["AccessKeyId"], k["SecretAccessKey"])
+"#;
+    let out = std::process::Command::new(moto::venv().join("bin/python"))
+        .args(["-c", script, moto.endpoint()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = String::from_utf8(out.stdout).unwrap();
+    let (id, secret) = keys.trim().split_once(' ').unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), "s3://denied", "");
+    let run = |id: &str, secret: &str| {
+        let out = moto
+            .command(env!("CARGO_BIN_EXE_conductor"))
+            .env("AWS_ACCESS_KEY_ID", id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .args(["launch", "-c", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(id, secret);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("access denied") && stderr.contains("s3:PutObject"),
+        "{stderr}"
+    );
+    let (code, stderr) = run("AKIAUNKNOWNKEY000000", "nope");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("AWS rejected the credentials (InvalidAccessKeyId)"),
+        "{stderr}"
+    );
+}
