@@ -733,3 +733,50 @@ print(k["AccessKeyId"], k["SecretAccessKey"])
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn partial_failure_is_reported_per_launch_and_exits_3() {
+    // moto lets the first 8 requests through and then enforces IAM, where the test keys do not
+    // exist: 1 CreateBucket + 3 exposure checks + 1 preflight + 3 calls of the first launch.
+    // So with one launch at a time, launch 1 succeeds and launches 2 and 3 are refused.
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "8")])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    moto.create_bucket("partial").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), "s3://partial", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("concurrency: 8", "concurrency: 1");
+    std::fs::write(&cfg, text).unwrap();
+    let (code, stdout, stderr) = conductor(
+        &moto,
+        &[
+            "launch",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--count",
+            "3",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 3, "partial failure exits 3\n{stderr}\n{stdout}");
+    let out = json(&stdout);
+    assert_eq!(
+        (out["launched"].as_u64(), out["failed"].as_u64()),
+        (Some(1), Some(2)),
+        "{stdout}"
+    );
+    let results = out["results"].as_array().unwrap();
+    assert!(
+        results[0]["error"].is_null() && results[0]["instance_id"].is_string(),
+        "{stdout}"
+    );
+    for r in &results[1..] {
+        assert!(
+            r["error"].as_str().unwrap().contains("InvalidAccessKeyId"),
+            "{stdout}"
+        );
+        assert!(r["instance_id"].is_null());
+    }
+}
