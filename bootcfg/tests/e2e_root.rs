@@ -481,50 +481,114 @@ fn volatile(path: &str) -> bool {
     path.ends_with('-')
 }
 
+/// Where the run is killed: the first dpkg process inside the root whose command line matches.
+struct KillPoint {
+    name: &'static str,
+    /// Called with the root and a dpkg command line running inside it.
+    matches: fn(&Root, &str) -> bool,
+}
+
+/// Whether this dpkg run handles puppet-agent: named on its command line, or (for long package
+/// lists) among the links apt puts in the `--recursive` directory it passes.
+fn dpkg_handles_puppet_agent(root: &Root, cmd: &str) -> bool {
+    if cmd.contains("puppet-agent_") {
+        return true;
+    }
+    let Some(dir) = cmd
+        .split_whitespace()
+        .find(|a| a.starts_with("/tmp/apt-dpkg-install-"))
+    else {
+        return false;
+    };
+    root.list_dir(dir)
+        .iter()
+        .any(|n| n.contains("puppet-agent_"))
+}
+
+const KILL_POINTS: &[KillPoint] = &[
+    KillPoint {
+        name: "dpkg unpacking the requested packages",
+        matches: |_, cmd| cmd.contains("--unpack"),
+    },
+    KillPoint {
+        name: "dpkg configuring (postinsts running)",
+        matches: |_, cmd| cmd.contains("--configure"),
+    },
+    KillPoint {
+        name: "dpkg unpacking puppet-agent (puppet module, before puppet.conf is merged)",
+        matches: |root, cmd| cmd.contains("--unpack") && dpkg_handles_puppet_agent(root, cmd),
+    },
+];
+
+/// The end state and /etc manifest of an uninterrupted run of full.yaml, computed once per test
+/// binary (the root itself is dropped).
+type Reference = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn strip_volatile(m: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    m.into_iter().filter(|(k, _)| !volatile(k)).collect()
+}
+
+fn reference() -> &'static Reference {
+    static REF: std::sync::OnceLock<Reference> = std::sync::OnceLock::new();
+    REF.get_or_init(|| {
+        let (root, ud) = image_root(&user_data("full.yaml", Some(AptRepo::shared())));
+        ok_json(&timed("reference apply (uninterrupted)", || {
+            apply(&root, &ud, "i-e2e-kill", "e2e-kill")
+        }));
+        (end_state(&root), strip_volatile(root.manifest(&["etc"])))
+    })
+}
+
 #[test]
-fn kill_9_during_apt_work_then_a_rerun_converges() {
-    let repo = AptRepo::shared();
-    let ud_text = user_data("full.yaml", Some(repo));
+fn kill_9_while_dpkg_unpacks_then_a_rerun_converges() {
+    kill_9_then_rerun_converges(&KILL_POINTS[0]);
+}
+
+#[test]
+fn kill_9_while_postinsts_run_then_a_rerun_converges() {
+    kill_9_then_rerun_converges(&KILL_POINTS[1]);
+}
+
+#[test]
+fn kill_9_while_puppet_agent_unpacks_then_a_rerun_converges() {
+    kill_9_then_rerun_converges(&KILL_POINTS[2]);
+}
+
+/// Starts apply, SIGKILLs the whole namespace once dpkg matches `point` inside the root, checks
+/// that the work was really interrupted, reruns, and compares with an uninterrupted run.
+fn kill_9_then_rerun_converges(point: &KillPoint) {
     let _heavy = heavy_lock();
-
-    // Reference: an uninterrupted run.
-    let (reference, ud_ref) = image_root(&ud_text);
-    ok_json(&timed("reference apply", || {
-        apply(&reference, &ud_ref, "i-e2e-kill", "e2e-kill")
-    }));
-
-    // The run we kill: wait until dpkg is unpacking or configuring inside the root.
+    let (want, want_etc) = reference();
+    let ud_text = user_data("full.yaml", Some(AptRepo::shared()));
     let (root, ud) = image_root(&ud_text);
     let mut running = spawn_apply(&root, &ud, "i-e2e-kill", "e2e-kill");
     let t0 = Instant::now();
     let victim = loop {
         if let Some(p) = processes_in(root.path())
             .into_iter()
-            .find(|(_, comm, cmd)| {
-                comm == "dpkg"
-                    && (cmd.contains("--unpack")
-                        || cmd.contains("--configure")
-                        || cmd.contains("--install"))
-            })
+            .find(|(_, comm, cmd)| comm == "dpkg" && (point.matches)(&root, cmd))
         {
             break p;
         }
         if let Some(st) = running.child.try_wait().expect("try_wait") {
             let out = running.wait(Duration::from_secs(5));
             panic!(
-                "bootcfg finished ({st:?}) before dpkg ever unpacked anything in the root:\n{}",
+                "[{}] bootcfg finished ({st:?}) before that dpkg run happened in the root:\n{}",
+                point.name,
                 out.report()
             );
         }
         assert!(
             t0.elapsed() < APPLY_TIMEOUT,
-            "no dpkg --unpack/--configure appeared in the root"
+            "[{}] never reached",
+            point.name
         );
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(Duration::from_millis(300)); // well inside dpkg's work
     eprintln!(
-        "[e2e] SIGKILL after {:.1?}, while running: {}",
+        "[e2e] [{}] SIGKILL after {:.1?}, while running: {}",
+        point.name,
         t0.elapsed(),
         victim.2
     );
@@ -532,20 +596,23 @@ fn kill_9_during_apt_work_then_a_rerun_converges() {
     let killed = running.wait(Duration::from_secs(30));
     assert!(
         !killed.status.success(),
-        "the killed run reported success: {}",
+        "[{}] the killed run reported success: {}",
+        point.name,
         killed.report()
     );
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         processes_in(root.path()).is_empty(),
-        "processes survived the kill: {:?}",
+        "[{}] processes survived the kill: {:?}",
+        point.name,
         processes_in(root.path())
     );
-    // The kill really interrupted the work: the root is not in the reference's end state yet.
+    // The kill really interrupted the work: the root is not in the reference's end state.
     assert_ne!(
-        end_state(&root),
-        end_state(&reference),
-        "the kill came too late to interrupt anything"
+        &end_state(&root),
+        want,
+        "[{}] the kill came too late to interrupt anything",
+        point.name
     );
 
     // The rerun converges to the uninterrupted run's end state.
@@ -553,7 +620,7 @@ fn kill_9_during_apt_work_then_a_rerun_converges() {
         apply(&root, &ud, "i-e2e-kill", "e2e-kill")
     });
     ok_json(&rerun);
-    let (want, got) = (end_state(&reference), end_state(&root));
+    let got = end_state(&root);
     let diff: Vec<String> = want
         .keys()
         .chain(got.keys())
@@ -570,20 +637,16 @@ fn kill_9_during_apt_work_then_a_rerun_converges() {
         .collect();
     assert!(
         diff.is_empty(),
-        "the rerun after kill -9 did not converge:\n{}",
+        "[{}] the rerun after kill -9 did not converge:\n{}",
+        point.name,
         diff.join("\n")
     );
     // And every other file in /etc matches too (path, mode, owner, bytes).
-    let strip = |m: BTreeMap<String, String>| -> BTreeMap<String, String> {
-        m.into_iter().filter(|(k, _)| !volatile(k)).collect()
-    };
-    let d = manifest_diff(
-        &strip(reference.manifest(&["etc"])),
-        &strip(root.manifest(&["etc"])),
-    );
+    let d = manifest_diff(want_etc, &strip_volatile(root.manifest(&["etc"])));
     assert!(
         d.is_empty(),
-        "/etc differs from an uninterrupted run after kill -9 + rerun:\n{}",
+        "[{}] /etc differs from an uninterrupted run after kill -9 + rerun:\n{}",
+        point.name,
         d.join("\n")
     );
 }
