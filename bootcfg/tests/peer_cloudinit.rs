@@ -10,7 +10,8 @@
 //! already has installed first, so both tools face the same state. (That a preseed takes effect
 //! when the package is installed afterwards is shown by e2e_root.rs.)
 //!
-//! cloud-init runs its real boot stages from a NoCloud seed inside the namespace runner, with the
+//! Both boot from the same NoCloud seed in their image: cloud-init runs its real boot stages,
+//! bootcfg runs `bootcfg run --root`, each inside the namespace runner; cloud-init with the
 //! harness config from tests/setup-roots.sh (only apt-configure, package-update-upgrade-install and
 //! puppet; no network or hostname changes) and `service`/`systemctl` stubs that record their argv.
 //!
@@ -23,7 +24,7 @@ use std::time::Instant;
 use support::*;
 use testkit::aptrepo::AptRepo;
 use testkit::chroot::{self, heavy_lock, in_root};
-use testkit::rootfs::Root;
+use testkit::rootfs::{Root, manifest_diff};
 
 const INSTANCE_ID: &str = "i-0peer0cloudinit";
 const HOSTNAME: &str = "peer-node";
@@ -135,21 +136,25 @@ fn cloud_init_and_bootcfg_leave_the_same_state_but_for_documented_differences() 
     let image_conf = fixture("image-puppet.conf");
 
     // --- cloud-init, the peer ------------------------------------------------------------------
+    // Both images get the same NoCloud seed and boot from it (`cloud-init init…`, `bootcfg run`).
+    let seed = |root: &Root| {
+        root.write("var/lib/cloud/seed/nocloud/user-data", &ud, 0o600);
+        root.write(
+            "var/lib/cloud/seed/nocloud/meta-data",
+            format!("instance-id: {INSTANCE_ID}\nlocal-hostname: {HOSTNAME}\n"),
+            0o644,
+        );
+    };
     let ci = Root::fresh("cloudinit");
     ci.write("etc/puppet/puppet.conf", &image_conf, 0o644);
-    ci.write("var/lib/cloud/seed/nocloud/user-data", &ud, 0o600);
-    ci.write(
-        "var/lib/cloud/seed/nocloud/meta-data",
-        format!("instance-id: {INSTANCE_ID}\nlocal-hostname: {HOSTNAME}\n"),
-        0o644,
-    );
+    seed(&ci);
     let ci_before = ci.manifest(WATCH);
     let ci_pkgs_before = ci.dpkg_installed();
 
     // --- bootcfg ----------------------------------------------------------------------------------
     let bc = Root::fresh("base");
     bc.write("etc/puppet/puppet.conf", &image_conf, 0o644);
-    let ud_path = write_user_data(&bc, &ud);
+    seed(&bc);
 
     let (seen, bc_before, bc_pkgs_before) = {
         let _heavy = heavy_lock();
@@ -195,18 +200,29 @@ fn cloud_init_and_bootcfg_leave_the_same_state_but_for_documented_differences() 
         }
 
         let t0 = Instant::now();
-        let (out, seen) = watch_processes(
-            &bc,
-            spawn_apply(&bc, &ud_path, INSTANCE_ID, HOSTNAME),
-            APPLY_TIMEOUT,
+        let (out, seen) = watch_processes(&bc, chroot::spawn(run_cmd(&bc)), APPLY_TIMEOUT);
+        eprintln!("[peer] bootcfg run: {:.1?}", t0.elapsed());
+        let v = ok_json(&out);
+        assert_eq!(
+            v["instance_id"], INSTANCE_ID,
+            "bootcfg run did not boot from the seed: {v:#}"
         );
-        eprintln!("[peer] bootcfg apply: {:.1?}", t0.elapsed());
-        ok_json(&out);
         (seen, bc_before, bc_pkgs_before)
     };
 
     let ci_after = ci.manifest(WATCH);
     let bc_after = bc.manifest(WATCH);
+    // Boot mode applies once per instance: a second boot from the same seed changes nothing.
+    let again = timed("bootcfg run (second boot)", || {
+        chroot::run(run_cmd(&bc), APPLY_TIMEOUT)
+    });
+    ok_json(&again);
+    let d = manifest_diff(&bc_after, &bc.manifest(WATCH));
+    assert!(
+        d.is_empty(),
+        "a second `bootcfg run` changed files:\n{}",
+        d.join("\n")
+    );
     let mut problems: Vec<String> = Vec::new();
 
     // 1. The same files changed, once bootcfg's keyring path is mapped onto cloud-init's.

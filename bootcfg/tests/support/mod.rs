@@ -129,6 +129,16 @@ pub fn status(root: &Root) -> Output {
     )
 }
 
+/// `bootcfg run --root ROOT --output json` (boot mode: the datasource is the root's NoCloud seed).
+pub fn run_cmd(root: &Root) -> std::process::Command {
+    let root_s = root.path().display().to_string();
+    chroot::host_in_ns(
+        root.path(),
+        &["RUST_LOG=info".to_owned()],
+        &[BOOTCFG, "run", "--root", &root_s, "--output", "json"],
+    )
+}
+
 /// Runs `bootcfg apply` to completion.
 pub fn apply(root: &Root, user_data: &Path, instance_id: &str, hostname: &str) -> Output {
     let t0 = Instant::now();
