@@ -15,13 +15,15 @@
 #                  `service`/`systemctl` stubs in /usr/local/sbin that record their argv in
 #                  /var/log/service-stub.log and start nothing
 #   *.stamp        the ROOTS_VERSION each tarball was built with; bump ROOTS_VERSION when the
-#                  recipe below changes so every machine rebuilds
+#                  recipe below changes so every machine rebuilds. Tarballs older than
+#                  $BOOTCFG_ROOTS_MAX_AGE_DAYS (default 7) are rebuilt too (stale apt lists).
 #
 # Every command inside a root runs in private mount, UTS and PID namespaces (see `in_root`), so
 # no mount, hostname change or daemon outlives it.
 set -euo pipefail
 
 ROOTS_VERSION=1
+MAX_AGE_DAYS=${BOOTCFG_ROOTS_MAX_AGE_DAYS:-7}
 SUITE=bookworm
 export BOOTCFG_TEST_HOME=${BOOTCFG_TEST_HOME:-/var/tmp/bootcfg-test}
 roots=$BOOTCFG_TEST_HOME/roots
@@ -56,8 +58,13 @@ in_root() {
 
 fresh() { # name -> true when $roots/$name.tar is missing or stale
   [ "$force" = 1 ] && return 0
-  [ -s "$roots/$1.tar" ] && [ "$(cat "$roots/$1.stamp" 2>/dev/null)" = "$ROOTS_VERSION" ] && return 1
-  return 0
+  [ -s "$roots/$1.tar" ] && [ "$(cat "$roots/$1.stamp" 2>/dev/null)" = "$ROOTS_VERSION" ] || return 0
+  # The apt lists inside go stale as the mirror moves on (point releases remove old .debs).
+  if [ -n "$(find "$roots/$1.tar" -mtime +"$MAX_AGE_DAYS")" ]; then
+    say "$1.tar is older than $MAX_AGE_DAYS days: rebuilding"
+    return 0
+  fi
+  return 1
 }
 
 snapshot() { # dir name: tar the tree atomically, then stamp it
