@@ -89,18 +89,29 @@ measure() { # label argv...
   awk '{ printf "%s %.2f %s\n", $1, $2 + $3, $4 }' "$work/time"
 }
 
+# Both must have done the work, or the comparison is meaningless.
+check_applied() { # root tool
+  grep -q '^server *= *puppet.bench.invalid' "$1/etc/puppet/puppet.conf" \
+    && grep -q 'bench-secret' "$1/etc/puppet/csr_attributes.yaml" \
+    && grep -q 'Acquire::Retries "3"' "$1"/etc/apt/apt.conf.d/* \
+    && grep -q 'BEGIN CERTIFICATE' "$1/var/lib/puppet/ssl/certs/ca.pem" \
+    || { echo "$2 did not apply the user-data in $1" >&2; exit 1; }
+}
+
 : > "$work/bootcfg.rows"; : > "$work/cloudinit.rows"
 stages='cloud-init init --local && cloud-init init && cloud-init modules --mode config && cloud-init modules --mode final'
 for i in $(seq 1 "$runs"); do
   r=$work/root-b; fresh "$r"
   row=$(measure bootcfg "${ns[@]}" "$r" "$BOOTCFG" run --root "$r")
   own=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["outcome"]=="success", d; print(d["duration_ms"]-d["child_ms"], d["duration_ms"])' "$r/var/lib/bootcfg/result.json")
+  check_applied "$r" bootcfg
   echo "$row $own" >> "$work/bootcfg.rows"
   r=$work/root-c; fresh "$r"
   row=$(measure cloudinit "${ns[@]}" "$r" chroot "$r" /bin/sh -c "$stages")
   python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["v1"]["errors"]; assert e==[], e' "$r/var/lib/cloud/data/result.json"
   grep -q 'Running module apt-configure' "$r/var/log/cloud-init.log" && grep -q 'Running module puppet' "$r/var/log/cloud-init.log" \
     || { echo "cloud-init did not run apt-configure and puppet" >&2; exit 1; }
+  check_applied "$r" cloud-init
   echo "$row" >> "$work/cloudinit.rows"
 done
 
