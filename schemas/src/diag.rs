@@ -39,7 +39,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(file: impl Into<String>, key: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn error(
+        file: impl Into<String>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             severity: Severity::Error,
             file: file.into(),
@@ -50,8 +55,16 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(file: impl Into<String>, key: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, key, message, fix) }
+    pub fn warning(
+        file: impl Into<String>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(file, key, message, fix)
+        }
     }
 
     pub fn at(mut self, location: Location) -> Self {
@@ -120,8 +133,13 @@ mod tests {
 
     #[test]
     fn display_names_file_line_key_and_fix() {
-        let d = Diagnostic::error("ud.yaml", "packages[0]", "`a;b` is not a Debian package name", "use lowercase letters, digits, `+`, `-` and `.`")
-            .at(Location { line: 3, column: 5 });
+        let d = Diagnostic::error(
+            "ud.yaml",
+            "packages[0]",
+            "`a;b` is not a Debian package name",
+            "use lowercase letters, digits, `+`, `-` and `.`",
+        )
+        .at(Location { line: 3, column: 5 });
         assert_eq!(
             d.to_string(),
             "ud.yaml:3:5: error: packages[0]: `a;b` is not a Debian package name\n  fix: use lowercase letters, digits, `+`, `-` and `.`"

@@ -79,15 +79,25 @@ impl std::fmt::Display for State {
 pub enum RecordError {
     #[error("registration record is not valid JSON for format version {REGISTRATION_VERSION}: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("registration record has format version {found}, this build reads version {REGISTRATION_VERSION}; upgrade the signer/conductor")]
+    #[error(
+        "registration record has format version {found}, this build reads version {REGISTRATION_VERSION}; upgrade the signer/conductor"
+    )]
     Version { found: u64 },
-    #[error("registration record for `{stored}` was found under the name `{requested}`; the registry has been tampered with or corrupted")]
+    #[error(
+        "registration record for `{stored}` was found under the name `{requested}`; the registry has been tampered with or corrupted"
+    )]
     NameMismatch { requested: String, stored: String },
 }
 
 impl Registration {
     /// A fresh, pending registration for `certname` whose secret hashes to `secret_sha256`.
-    pub fn new(certname: &str, secret_sha256: &str, launched_by: &str, now: DateTime<Utc>, ttl: chrono::Duration) -> Self {
+    pub fn new(
+        certname: &str,
+        secret_sha256: &str,
+        launched_by: &str,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Self {
         Registration {
             version: REGISTRATION_VERSION,
             certname: certname.to_owned(),
@@ -127,13 +137,19 @@ impl Registration {
     /// Parse a stored record, checking its format version and that it is stored under its own name.
     pub fn from_json(requested: &str, bytes: &[u8]) -> Result<Self, RecordError> {
         let raw: serde_json::Value = serde_json::from_slice(bytes)?;
-        let found = raw.get("version").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let found = raw
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
         if found != u64::from(REGISTRATION_VERSION) {
             return Err(RecordError::Version { found });
         }
         let reg: Registration = serde_json::from_value(raw)?;
         if reg.certname != requested {
-            return Err(RecordError::NameMismatch { requested: requested.to_owned(), stored: reg.certname });
+            return Err(RecordError::NameMismatch {
+                requested: requested.to_owned(),
+                stored: reg.certname,
+            });
         }
         Ok(reg)
     }
@@ -149,7 +165,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn check_certname(name: &str) -> Result<(), String> {
     match uuid::Uuid::parse_str(name) {
         Ok(u) if u.hyphenated().to_string() == name => Ok(()),
-        _ => Err(format!("`{name}` is not a lowercase hyphenated UUID, the only certnames the conductor issues")),
+        _ => Err(format!(
+            "`{name}` is not a lowercase hyphenated UUID, the only certnames the conductor issues"
+        )),
     }
 }
 
@@ -158,8 +176,16 @@ mod tests {
     use super::*;
 
     fn reg() -> Registration {
-        let now = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc);
-        Registration::new("0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11", &sha256_hex(b"s3cret"), "ops@ws", now, chrono::Duration::minutes(30))
+        let now = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        Registration::new(
+            "0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11",
+            &sha256_hex(b"s3cret"),
+            "ops@ws",
+            now,
+            chrono::Duration::minutes(30),
+        )
     }
 
     #[test]
@@ -167,9 +193,17 @@ mod tests {
         let r = reg();
         let back = Registration::from_json(&r.certname, &r.to_json()).unwrap();
         assert_eq!(back, r);
-        assert!(matches!(Registration::from_json("other", &r.to_json()), Err(RecordError::NameMismatch { .. })));
-        let v2 = String::from_utf8(r.to_json()).unwrap().replace("\"version\": 1", "\"version\": 2");
-        assert!(matches!(Registration::from_json(&r.certname, v2.as_bytes()), Err(RecordError::Version { found: 2 })));
+        assert!(matches!(
+            Registration::from_json("other", &r.to_json()),
+            Err(RecordError::NameMismatch { .. })
+        ));
+        let v2 = String::from_utf8(r.to_json())
+            .unwrap()
+            .replace("\"version\": 1", "\"version\": 2");
+        assert!(matches!(
+            Registration::from_json(&r.certname, v2.as_bytes()),
+            Err(RecordError::Version { found: 2 })
+        ));
     }
 
     #[test]
@@ -177,7 +211,11 @@ mod tests {
         let mut r = reg();
         assert_eq!(r.state(r.created_at), State::Pending);
         assert_eq!(r.state(r.expires_at), State::Expired);
-        r.consumed = Some(Consumption { at: r.created_at, by: "t".into(), csr_sha256: "00".into() });
+        r.consumed = Some(Consumption {
+            at: r.created_at,
+            by: "t".into(),
+            csr_sha256: "00".into(),
+        });
         assert_eq!(r.state(r.created_at), State::Consumed);
     }
 
