@@ -102,6 +102,26 @@ impl Content {
     }
 }
 
+/// Packages dpkg's status file shows in a state only an interrupted run leaves: half-installed,
+/// unpacked, half-configured. Read from the file, so `plan` needs no command.
+fn broken_packages(root: &crate::rootfs::Root) -> Result<Vec<String>, RootError> {
+    let status = root.read("/var/lib/dpkg/status")?.unwrap_or_default();
+    let status = String::from_utf8_lossy(&status);
+    let mut v: Vec<String> = status
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let name = stanza.lines().find_map(|l| l.strip_prefix("Package: "))?;
+            let state = stanza.lines().find_map(|l| l.strip_prefix("Status: "))?;
+            let last = state.split_whitespace().last()?;
+            matches!(last, "half-installed" | "unpacked" | "half-configured")
+                .then(|| name.trim().to_owned())
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
 /// `deb uri suite components…` of a one-line source, without its `[options]`: which repository
 /// it names. `None` for comments and other lines.
 fn source_key(line: &str) -> Option<String> {
@@ -133,8 +153,11 @@ pub enum Action {
     MkDir { path: String, mode: u32 },
     /// Run a command inside the root.
     Run { cmd: Cmd },
-    /// `dpkg --configure -a` if `/var/lib/dpkg/updates` is not empty (dpkg was interrupted).
-    RecoverDpkg,
+    /// Repair an interrupted dpkg (`/var/lib/dpkg/updates` not empty, or packages left
+    /// half-installed, unpacked or half-configured): `dpkg --configure -a`, and if that fails,
+    /// purge the broken packages listed in `reinstall` (this run installs them again, after
+    /// re-applying their debconf preseed) and configure the rest.
+    RecoverDpkg { reinstall: Vec<String> },
     /// `apt-get install` the first of `candidates` that apt knows.
     InstallFirstKnown {
         candidates: Vec<String>,
@@ -393,25 +416,61 @@ impl<'a> Engine<'a> {
                 self.steps.push(st);
             }
             Action::Run { cmd } => self.run(module, cmd)?,
-            Action::RecoverDpkg => {
-                let pending = !self.ctx.root.list_dir("/var/lib/dpkg/updates")?.is_empty();
-                let cmd = Cmd::new([crate::runner::programs::DPKG, "--configure", "-a"]).apt();
+            Action::RecoverDpkg { reinstall } => {
+                let journal = !self.ctx.root.list_dir("/var/lib/dpkg/updates")?.is_empty();
+                let broken = broken_packages(&self.ctx.root)?;
+                let pending = journal || !broken.is_empty();
+                let configure =
+                    Cmd::new([crate::runner::programs::DPKG, "--configure", "-a"]).apt();
                 let mut st = self.step(module, "run");
-                st.command = Some(self.show_cmd(&cmd));
+                st.command = Some(self.show_cmd(&configure));
                 st.changed = pending;
-                if pending {
-                    st.note = Some(
-                        "dpkg was interrupted (/var/lib/dpkg/updates is not empty)".to_owned(),
-                    );
-                    if self.mode == Mode::Apply {
-                        tracing::warn!("dpkg was interrupted earlier; running dpkg --configure -a");
-                        self.runner.run(&cmd)?;
-                        // an interrupted apt run may also have left half-unpacked packages
-                        self.runner
-                            .run(&Cmd::new(crate::modules::apt_get(&["install", "-f"])).apt())?;
-                    }
-                } else {
+                if !pending {
                     st.note = Some("skipped: dpkg was not interrupted".to_owned());
+                    self.steps.push(st);
+                    return Ok(());
+                }
+                st.note = Some(if broken.is_empty() {
+                    "dpkg was interrupted (/var/lib/dpkg/updates is not empty)".to_owned()
+                } else {
+                    format!("dpkg was interrupted; left broken: {}", broken.join(", "))
+                });
+                if self.mode == Mode::Apply {
+                    tracing::warn!("dpkg was interrupted earlier; running dpkg --configure -a");
+                    if let Err(first) = self.runner.run(&configure) {
+                        // A maintainer script killed half-way can leave state its next run cannot
+                        // fix (locales: an emptied locale.gen resets the preseeded question).
+                        // Start the packages this run installs again from scratch; anything else
+                        // broken is the image's problem, reported as the error it is.
+                        let left = broken_packages(&self.ctx.root)?;
+                        let ours: Vec<String> = left
+                            .iter()
+                            .filter(|p| reinstall.contains(p))
+                            .cloned()
+                            .collect();
+                        if ours.is_empty() {
+                            return Err(first.into());
+                        }
+                        tracing::warn!(
+                            packages = %ours.join(" "),
+                            "dpkg --configure -a failed; purging the broken packages this run installs again"
+                        );
+                        let mut purge = vec![
+                            crate::runner::programs::DPKG.to_owned(),
+                            "--purge".to_owned(),
+                            "--force-remove-reinstreq".to_owned(),
+                        ];
+                        purge.extend(ours.iter().cloned());
+                        self.runner.run(&Cmd::new(purge).apt())?;
+                        self.runner.run(&configure)?;
+                        st.note = Some(format!(
+                            "dpkg was interrupted; purged to install again: {}",
+                            ours.join(", ")
+                        ));
+                    }
+                    // an interrupted apt run may also have left half-unpacked packages
+                    self.runner
+                        .run(&Cmd::new(crate::modules::apt_get(&["install", "-f"])).apt())?;
                 }
                 self.steps.push(st);
             }

@@ -455,7 +455,7 @@ impl Module for AptSources {
             changed_lists = true;
         }
         if changed_lists {
-            st.update_once(&mut a);
+            st.update_once(&mut a, ud);
         }
         Ok(a)
     }

@@ -33,12 +33,7 @@ impl Module for Debconf {
         "debconf"
     }
 
-    fn plan(
-        &self,
-        ud: &UserData,
-        ctx: &Ctx,
-        _st: &mut PlanState,
-    ) -> Result<Vec<Action>, StepError> {
+    fn plan(&self, ud: &UserData, ctx: &Ctx, st: &mut PlanState) -> Result<Vec<Action>, StepError> {
         let sets = &ud.apt.debconf_selections;
         if sets.is_empty() {
             return Ok(Vec::new());
@@ -48,9 +43,12 @@ impl Module for Debconf {
             input.push_str(s.lines.trim_end_matches('\n'));
             input.push('\n');
         }
-        let mut a = vec![Action::Run {
+        // Repair an interrupted dpkg first: its recovery may reset or purge these very questions.
+        let mut a = Vec::new();
+        st.check_dpkg(&mut a, ud);
+        a.push(Action::Run {
             cmd: Cmd::new([programs::DEBCONF_SET_SELECTIONS]).stdin(input.clone()),
-        }];
+        });
         let installed: Vec<String> = packages_named(&input)
             .into_iter()
             .filter(|p| is_installed(ctx, p))
@@ -120,7 +118,7 @@ mod tests {
             cmds[0].stdin.as_deref().unwrap(),
             "locales locales/default_environment_locale select de_DE.UTF-8\ntzdata tzdata/Areas select Europe\n"
         );
-        assert!(matches!(&acts[1], Action::Note { text } if text.ends_with(": locales")));
+        assert!(matches!(acts.last().unwrap(), Action::Note { text } if text.ends_with(": locales")));
     }
 
     #[test]
@@ -158,5 +156,120 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// A kill -9 inside a maintainer script (locales' postinst) left a package that
+    /// `dpkg --configure -a` cannot fix. The run repairs dpkg *before* re-seeding debconf, purges
+    /// only the broken package it installs again, and never touches other broken packages.
+    #[test]
+    fn interrupted_install_is_purged_before_the_preseed_and_reinstalled() {
+        use crate::plan::{Engine, Mode};
+        use crate::runner::{CmdOutput, RunError, Runner};
+        use schemas::userdata::model::Package;
+        use std::cell::RefCell;
+
+        struct FailFirstConfigure(RefCell<Vec<Vec<String>>>);
+        impl Runner for FailFirstConfigure {
+            fn run(&self, cmd: &Cmd) -> Result<CmdOutput, RunError> {
+                let mut seen = self.0.borrow_mut();
+                seen.push(cmd.argv.clone());
+                let configures = seen
+                    .iter()
+                    .filter(|a| a.join(" ") == "dpkg --configure -a")
+                    .count();
+                if cmd.argv.join(" ") == "dpkg --configure -a" && configures == 1 {
+                    return Err(RunError::Failed {
+                        command: "dpkg --configure -a".into(),
+                        status: "exit status: 1".into(),
+                        output: "update-locale: Error: invalid locale settings".into(),
+                    });
+                }
+                Ok(CmdOutput {
+                    code: 0,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    elapsed: Default::default(),
+                })
+            }
+        }
+
+        let (d, ctx) = root();
+        std::fs::create_dir_all(d.path().join("var/lib/dpkg/updates")).unwrap();
+        std::fs::write(
+            d.path().join("var/lib/dpkg/status"),
+            "Package: locales\nStatus: install ok half-configured\n\nPackage: tzdata\nStatus: install ok unpacked\n\nPackage: hello\nStatus: install ok installed\n",
+        )
+        .unwrap();
+        let mut ud = UserData::default();
+        ud.apt.debconf_selections = vec![DebconfSet {
+            name: "locales".into(),
+            lines: "locales locales/default_environment_locale select de_DE.UTF-8\n".into(),
+        }];
+        ud.packages.install = vec![Package {
+            name: "locales".into(),
+            version: None,
+        }];
+        let actions = Debconf.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
+        let rec = FailFirstConfigure(RefCell::new(Vec::new()));
+        let mut e = Engine::new(&ctx, &rec, Mode::Apply);
+        for a in &actions {
+            e.execute("debconf", a).unwrap();
+        }
+        let ran: Vec<String> = rec.0.into_inner().iter().map(|a| a.join(" ")).collect();
+        let pos = |needle: &str| {
+            ran.iter()
+                .position(|c| c.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} not run: {ran:?}"))
+        };
+        assert!(
+            ran.contains(&"dpkg --purge --force-remove-reinstreq locales".to_owned()),
+            "{ran:?}"
+        );
+        assert!(
+            !ran.iter()
+                .any(|c| c.contains("--purge") && c.contains("tzdata")),
+            "purged a package this run does not install: {ran:?}"
+        );
+        assert!(
+            pos("--purge") < pos("debconf-set-selections"),
+            "the preseed must come after the purge: {ran:?}"
+        );
+        assert_eq!(
+            ran.iter().filter(|c| *c == "dpkg --configure -a").count(),
+            2,
+            "{ran:?}"
+        );
+    }
+
+    /// Without packages to reinstall, a failing repair is an error, not a purge.
+    #[test]
+    fn failed_repair_of_foreign_packages_is_an_error() {
+        use crate::plan::{Engine, Mode};
+        use crate::runner::{CmdOutput, RunError, Runner};
+        struct AlwaysFails;
+        impl Runner for AlwaysFails {
+            fn run(&self, cmd: &Cmd) -> Result<CmdOutput, RunError> {
+                Err(RunError::Failed {
+                    command: cmd.argv.join(" "),
+                    status: "exit status: 1".into(),
+                    output: String::new(),
+                })
+            }
+        }
+        let (d, ctx) = root();
+        std::fs::create_dir_all(d.path().join("var/lib/dpkg")).unwrap();
+        std::fs::write(
+            d.path().join("var/lib/dpkg/status"),
+            "Package: tzdata\nStatus: install ok half-configured\n",
+        )
+        .unwrap();
+        let mut ud = UserData::default();
+        ud.apt.debconf_selections = vec![DebconfSet {
+            name: "t".into(),
+            lines: "tzdata tzdata/Areas select Europe\n".into(),
+        }];
+        let actions = Debconf.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
+        let mut e = Engine::new(&ctx, &AlwaysFails, Mode::Apply);
+        assert!(e.execute("debconf", &actions[0]).is_err());
     }
 }

@@ -25,8 +25,8 @@ pub struct PlanState {
 
 impl PlanState {
     /// The recovery check and `apt-get update`, unless already planned in this run.
-    pub fn update_once(&mut self, actions: &mut Vec<Action>) {
-        self.check_dpkg(actions);
+    pub fn update_once(&mut self, actions: &mut Vec<Action>, ud: &UserData) {
+        self.check_dpkg(actions, ud);
         if !self.apt_updated {
             actions.push(Action::Run {
                 cmd: crate::runner::Cmd::new(apt_get(&["update"])).apt(),
@@ -34,12 +34,34 @@ impl PlanState {
             self.apt_updated = true;
         }
     }
-    pub fn check_dpkg(&mut self, actions: &mut Vec<Action>) {
+    /// Repair an interrupted dpkg before the first command that needs a sane package database
+    /// (debconf or apt), once per run.
+    pub fn check_dpkg(&mut self, actions: &mut Vec<Action>, ud: &UserData) {
         if !self.dpkg_checked {
-            actions.push(Action::RecoverDpkg);
+            actions.push(Action::RecoverDpkg {
+                reinstall: reinstalled(ud),
+            });
             self.dpkg_checked = true;
         }
     }
+}
+
+/// The packages this run installs (`packages` and the Puppet package candidates): if an
+/// interrupted earlier run left one of them broken beyond `dpkg --configure -a`, purging it is
+/// safe, because this run re-applies its debconf preseed and installs it again.
+pub fn reinstalled(ud: &UserData) -> Vec<String> {
+    let mut v: Vec<String> = ud
+        .packages
+        .install
+        .iter()
+        .map(|p| p.name.split(':').next().unwrap_or(&p.name).to_owned())
+        .collect();
+    if let Some(p) = ud.puppet.as_ref().filter(|p| p.install) {
+        v.extend(puppet::layout(p).packages);
+    }
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// One step of first-boot configuration.

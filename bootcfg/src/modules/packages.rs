@@ -32,7 +32,7 @@ impl Module for Packages {
         if !(p.update || p.upgrade || !p.install.is_empty()) {
             return Ok(a);
         }
-        st.update_once(&mut a);
+        st.update_once(&mut a, ud);
         if p.upgrade {
             a.push(Action::Run {
                 cmd: Cmd::new(apt_get(&["dist-upgrade"])).apt(),

@@ -119,7 +119,7 @@ impl Module for Puppet {
         let l = layout(p);
         let mut a = Vec::new();
         if p.install {
-            st.update_once(&mut a);
+            st.update_once(&mut a, ud);
             a.push(Action::InstallFirstKnown {
                 candidates: l.packages.clone(),
                 version: p.version.clone(),
