@@ -48,7 +48,7 @@ pub struct ConductorConfig {
     #[serde(default)]
     pub profile: Option<String>,
     /// How long a registration stays usable: `30m`, `2h`. Between 1m and 7d.
-    #[serde(default = "default_ttl", with = "duration_str")]
+    #[serde(default = "default_ttl", with = "crate::config::duration")]
     pub registration_ttl: Duration,
     /// Launches in flight at once (1..=64). The SDK retries throttled calls with backoff.
     #[serde(default = "default_concurrency")]
@@ -131,34 +131,7 @@ fn default_port() -> u16 {
     8140
 }
 
-mod duration_str {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}s", d.as_secs()))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        super::parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-/// `90s`, `30m`, `2h`, `1d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || format!("`{s}` is not a duration; write e.g. `30m`, `2h` or `1d`");
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60).ok_or_else(bad)?,
-        "h" => n.checked_mul(3600).ok_or_else(bad)?,
-        "d" => n.checked_mul(86400).ok_or_else(bad)?,
-        _ => return Err(bad()),
-    };
-    Ok(Duration::from_secs(secs))
-}
+pub use crate::config::parse_duration;
 
 /// Puppet's short names for extension requests (`puppet/ssl/oids.rb`), minus the ones the
 /// conductor sets itself and the authorization ones, which must never be auto-signed.
@@ -219,28 +192,8 @@ impl ConductorConfig {
     /// Parse and validate config text; `name` is used in messages, `base` resolves relative paths.
     pub fn parse_at(name: &str, text: &str, base: &Path) -> Result<Self, Diagnostics> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        let mut cfg: ConductorConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.inner();
-            let loc = inner
-                .location()
-                .map(|l| Location {
-                    line: l.line(),
-                    column: l.column(),
-                })
-                .unwrap_or_default();
-            let msg = inner.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-            let fix = if msg.contains("unknown field") {
-                "remove or correct the key; the accepted keys are listed in examples/conductor.yaml"
-            } else if msg.contains("missing field") {
-                "add the key; see examples/conductor.yaml"
-            } else {
-                "correct the value; see examples/conductor.yaml"
-            };
-            let key = if key == "." { String::new() } else { key };
-            Diagnostics(vec![Diagnostic::error(name, key, msg, fix).at(loc)])
-        })?;
+        let mut cfg: ConductorConfig = serde_path_to_error::deserialize(de)
+            .map_err(|e| crate::config::yaml_error(name, &e, "examples/conductor.yaml"))?;
         let mut v = Validator {
             name,
             text,

@@ -9,6 +9,7 @@
 //! - [`registry`] (feature `registry`): where registrations live (`file://` or `s3://`), behind one trait.
 
 pub mod conductor_config;
+pub mod config;
 pub mod diag;
 pub mod pgp;
 pub mod registration;

@@ -22,7 +22,7 @@
 //! ```
 
 use crate::diag::{Diagnostic, Diagnostics, Location};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -151,13 +151,13 @@ pub struct CaConfig {
 #[serde(deny_unknown_fields)]
 pub struct Deadlines {
     /// The whole autosign hook run; when it runs out the CSR is rejected (left pending).
-    #[serde(default = "default_hook", with = "duration_str")]
+    #[serde(default = "default_hook", with = "crate::config::duration")]
     pub hook: Duration,
     /// One registry call.
-    #[serde(default = "default_registry", with = "duration_str")]
+    #[serde(default = "default_registry", with = "crate::config::duration")]
     pub registry: Duration,
     /// One CA HTTP request or CLI call.
-    #[serde(default = "default_ca", with = "duration_str")]
+    #[serde(default = "default_ca", with = "crate::config::duration")]
     pub ca: Duration,
 }
 
@@ -237,46 +237,7 @@ fn default_max_csr_bytes() -> usize {
     64 * 1024
 }
 
-/// Parse `5s`, `500ms`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration; write e.g. `5s`, `500ms` or `2m`"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => {
-            return Err(format!(
-                "`{s}` has no known unit; write e.g. `5s`, `500ms` or `2m`"
-            ));
-        }
-    };
-    Ok(d)
-}
-
-fn format_duration(d: &Duration) -> String {
-    if d.subsec_millis() != 0 || d.as_secs() == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}s", d.as_secs())
-    }
-}
-
-mod duration_str {
-    use super::*;
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(d))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
+pub use crate::config::parse_duration;
 
 impl SignerConfig {
     /// Read and validate a config file.
@@ -296,29 +257,8 @@ impl SignerConfig {
     /// Parse and validate config text; `name` is used in messages.
     pub fn parse(name: &str, text: &str) -> Result<Self, Diagnostics> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        let cfg: SignerConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.inner();
-            let loc = inner
-                .location()
-                .map(|l| Location {
-                    line: l.line(),
-                    column: l.column(),
-                })
-                .unwrap_or_default();
-            let msg = inner.to_string();
-            // serde_yaml_ng appends " at line N column M"; the location is shown separately.
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-            let fix = if msg.contains("unknown field") {
-                "remove or correct the key; the accepted keys are listed in examples/signer.yaml"
-            } else if msg.contains("missing field") {
-                "add the key; see examples/signer.yaml"
-            } else {
-                "correct the value; see examples/signer.yaml"
-            };
-            let key = if key == "." { String::new() } else { key };
-            Diagnostics(vec![Diagnostic::error(name, key, msg, fix).at(loc)])
-        })?;
+        let cfg: SignerConfig = serde_path_to_error::deserialize(de)
+            .map_err(|e| crate::config::yaml_error(name, &e, "examples/signer.yaml"))?;
         let mut diags = Vec::new();
         let line_of = |key: &str| -> Location {
             text.lines()
