@@ -118,7 +118,9 @@ mod tests {
             cmds[0].stdin.as_deref().unwrap(),
             "locales locales/default_environment_locale select de_DE.UTF-8\ntzdata tzdata/Areas select Europe\n"
         );
-        assert!(matches!(acts.last().unwrap(), Action::Note { text } if text.ends_with(": locales")));
+        assert!(
+            matches!(acts.last().unwrap(), Action::Note { text } if text.ends_with(": locales"))
+        );
     }
 
     #[test]
