@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// What happened to one CSR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Hook: approved and consumed; Puppet signs on exit 0.
@@ -94,5 +94,102 @@ impl AuditLog {
             .open(&self.path)?;
         f.write_all(&line)?;
         f.sync_data()
+    }
+
+    /// Whether the log's recent tail already holds the same rejection (same certname, CSR,
+    /// check and reason). A sweep under cron or `--watch` meets a CSR it refuses again at every
+    /// interval; it writes the rejection once, not once a minute forever. Reading is bounded (the
+    /// last [`DEDUP_WINDOW`] bytes); a log that cannot be read counts as "not logged".
+    pub fn has_rejection(&self, rec: &Record) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
+        if rec.decision != Outcome::Rejected {
+            return false;
+        }
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return false;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = len.saturating_sub(DEDUP_WINDOW);
+        let mut tail = Vec::new();
+        if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_end(&mut tail).is_err() {
+            return false;
+        }
+        let want = (
+            rec.certname.as_str(),
+            rec.csr_sha256.as_str(),
+            rec.check,
+            rec.reason.as_deref(),
+        );
+        tail.split(|b| *b == b'\n')
+            .filter_map(|l| serde_json::from_slice::<Logged>(l).ok())
+            .any(|l| {
+                l.decision == Outcome::Rejected
+                    && (
+                        l.certname.as_str(),
+                        l.csr_sha256.as_str(),
+                        l.check,
+                        l.reason.as_deref(),
+                    ) == want
+            })
+    }
+}
+
+/// How much of the log's end [`AuditLog::has_rejection`] reads: about 4000 lines.
+pub const DEDUP_WINDOW: u64 = 1 << 20;
+
+/// The fields of a logged line that identify a decision (for de-duplication).
+#[derive(serde::Deserialize)]
+struct Logged {
+    certname: String,
+    csr_sha256: String,
+    decision: Outcome,
+    #[serde(default)]
+    check: Option<Check>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(csr: &str, reason: &str) -> Record {
+        Record::new(
+            Mode::Sweep,
+            "0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11",
+            csr,
+            Outcome::Rejected,
+            Some(Check::Secret),
+            Some(reason.into()),
+        )
+    }
+
+    #[test]
+    fn a_repeated_rejection_is_recognised_and_anything_else_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(&dir.path().join("audit.jsonl"));
+        let first = rejected("aa", "challengePassword does not match");
+        assert!(!log.has_rejection(&first), "empty log");
+        log.write(&first).unwrap();
+        assert!(log.has_rejection(&rejected("aa", "challengePassword does not match")));
+        // Another CSR, another reason, or another decision is new and gets its own line.
+        assert!(!log.has_rejection(&rejected("bb", "challengePassword does not match")));
+        assert!(!log.has_rejection(&rejected("aa", "no challengePassword")));
+        let mut signed = rejected("aa", "challengePassword does not match");
+        signed.decision = Outcome::Signed;
+        assert!(!log.has_rejection(&signed));
+        // Only the tail is read: a rejection pushed out of the window is written again.
+        let filler = Record::new(
+            Mode::Sweep,
+            "x",
+            "cc",
+            Outcome::Error,
+            None,
+            Some("y".repeat(1000)),
+        );
+        for _ in 0..(DEDUP_WINDOW / 1000 + 10) {
+            log.write(&filler).unwrap();
+        }
+        assert!(!log.has_rejection(&first));
     }
 }

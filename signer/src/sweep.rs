@@ -58,7 +58,9 @@ impl Report {
             item.check,
             item.reason.clone(),
         );
-        if let Err(e) = audit.write(&rec) {
+        if audit.has_rejection(&rec) {
+            tracing::debug!(certname = %item.certname, "same rejection already in the audit log; not repeated");
+        } else if let Err(e) = audit.write(&rec) {
             tracing::error!("cannot write the audit log {}: {e}", audit.path().display());
             self.errors += 1;
         }
