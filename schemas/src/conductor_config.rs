@@ -208,14 +208,8 @@ impl ConductorConfig {
     }
 
     fn validate(&mut self, v: &mut Validator<'_>, base: &Path) {
-        if !(self.registry.starts_with("s3://") && self.registry.len() > 5
-            || self.registry.starts_with("file:///"))
-        {
-            v.error(
-                &["registry"],
-                format!("`{}` is not a registry location", self.registry),
-                "use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR",
-            );
+        if let Some((message, fix)) = crate::config::check_registry(&self.registry) {
+            v.error(&["registry"], message, fix);
         }
         if self.registration_ttl < Duration::from_secs(60)
             || self.registration_ttl > Duration::from_secs(7 * 86400)

@@ -57,6 +57,68 @@ pub fn yaml_error(
     Diagnostics(vec![Diagnostic::error(name, key, msg, fix).at(loc)])
 }
 
+/// A parsed registry location, checked the same way by both config files and `registry::open`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryLocation {
+    /// `s3://bucket/prefix`; `prefix` has no leading or trailing `/` and may be empty.
+    S3 { bucket: String, prefix: String },
+    /// `file:///dir`; always absolute.
+    File(std::path::PathBuf),
+}
+
+impl RegistryLocation {
+    /// `None` when `location` is neither a valid `s3://BUCKET[/PREFIX]` (S3 bucket naming rules,
+    /// no `.`/`..` in the prefix) nor an absolute `file:///DIR` without `..`.
+    pub fn parse(location: &str) -> Option<RegistryLocation> {
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            // S3 bucket naming rules: 3-63 of [a-z0-9.-], starting and ending with a letter or digit.
+            let ok = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                })
+                && bucket
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+                && bucket
+                    .bytes()
+                    .last()
+                    .is_some_and(|b| b.is_ascii_alphanumeric());
+            let prefix = prefix.trim_matches('/');
+            if !ok || prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+                return None;
+            }
+            Some(RegistryLocation::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+            })
+        } else if let Some(path) = location.strip_prefix("file://") {
+            let path = std::path::Path::new(path);
+            if !path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return None;
+            }
+            Some(RegistryLocation::File(path.to_path_buf()))
+        } else {
+            None
+        }
+    }
+}
+
+/// The `registry:` value of a config file: `Some((message, fix))` when it is not a location.
+pub fn check_registry(location: &str) -> Option<(String, String)> {
+    RegistryLocation::parse(location).is_none().then(|| {
+        (
+            format!("`{location}` is not a registry location"),
+            "use s3://BUCKET[/PREFIX] (a valid S3 bucket name) or file:///ABSOLUTE/DIR".to_owned(),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +144,32 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn registry_locations_are_checked_alike_in_both_configs() {
+        assert!(check_registry("s3://acme-bootcfg/prod").is_none());
+        assert!(check_registry("file:///var/lib/bootcfg").is_none());
+        for bad in [
+            "s3://",
+            "s3://Bad_Bucket",
+            "s3://ok-bucket/../x",
+            "file://relative",
+            "file:///a/../b",
+            "/srv/reg",
+        ] {
+            let (message, fix) = check_registry(bad).unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(
+                message.contains(bad) && fix.contains("s3://BUCKET"),
+                "{bad}"
+            );
+        }
+        let e = crate::signer_config::SignerConfig::parse("s.yaml", "registry: s3://Bad_Bucket\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.0[0].key.as_str(), e.0[0].location.line),
+            ("registry", 1),
+            "{e}"
+        );
     }
 }

@@ -269,18 +269,8 @@ impl SignerConfig {
                 })
                 .unwrap_or_default()
         };
-        if !(cfg.registry.starts_with("s3://") && cfg.registry.len() > 5
-            || cfg.registry.starts_with("file:///"))
-        {
-            diags.push(
-                Diagnostic::error(
-                    name,
-                    "registry",
-                    format!("`{}` is not a registry location", cfg.registry),
-                    "use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR",
-                )
-                .at(line_of("registry")),
-            );
+        if let Some((message, fix)) = crate::config::check_registry(&cfg.registry) {
+            diags.push(Diagnostic::error(name, "registry", message, fix).at(line_of("registry")));
         }
         if cfg.policy.min_rsa_bits < 2048 {
             diags.push(
