@@ -561,7 +561,7 @@ async fn large_user_data_is_gzipped_and_still_parses() {
 fn bad_config_is_located_and_exits_2() {
     let moto = moto::shared();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = common::write_config(dir.path(), "s3://b", "registration_ttl: 10s\n");
+    let cfg = common::write_config(dir.path(), "s3://bad-config", "registration_ttl: 10s\n");
     let (code, _, stderr) = conductor(moto, &["launch", "-c", cfg.to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
