@@ -24,7 +24,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 
 step "Debian packages"
-pkgs=(puppetserver puppet-agent debootstrap gnupg dpkg-dev curl ca-certificates libssl-dev pkg-config util-linux)
+# Tests also call openssl, procps (kill), util-linux (unshare, setsid, flock) and python3 directly.
+pkgs=(puppetserver puppet-agent debootstrap gnupg dpkg-dev curl ca-certificates libssl-dev pkg-config util-linux openssl procps)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

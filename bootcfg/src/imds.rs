@@ -37,7 +37,11 @@ pub enum ImdsError {
          `aws ec2 modify-instance-metadata-options --http-endpoint enabled`"
     )]
     Forbidden { url: String },
-    #[error("{url}: no usable answer after {waited_s:.1} s (budget {budget_s} s): {last}")]
+    #[error(
+        "{url}: no usable answer after {waited_s:.1} s (budget {budget_s} s): {last}\n  \
+         fix: on EC2, check that the instance metadata service is enabled and reachable; elsewhere, \
+         give the user-data with --seed-dir or --user-data, or disable the unit (touch /etc/bootcfg/disabled)"
+    )]
     Exhausted {
         url: String,
         waited_s: f64,
