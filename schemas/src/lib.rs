@@ -4,6 +4,7 @@
 //!   its decoding (base64, gzip, MIME multipart) and validation, normalised into one model.
 //! - [`registration`]: the versioned registration record the conductor writes and the signer consumes.
 //! - [`conductor_config`], [`signer_config`]: the two YAML configuration files.
+//! - [`oids`]: the one table of Puppet and bootcfg certificate OIDs, and the extension policy.
 //! - [`diag`]: located diagnostics (file, line, column, key path, fix) shared by every validator.
 //! - [`pgp`]: OpenPGP armor decoding, public-key checks and fingerprints (no gpg needed).
 //! - [`registry`] (feature `registry`): where registrations live (`file://` or `s3://`), behind one trait.
@@ -11,6 +12,7 @@
 pub mod conductor_config;
 pub mod config;
 pub mod diag;
+pub mod oids;
 pub mod pgp;
 pub mod registration;
 #[cfg(feature = "registry")]

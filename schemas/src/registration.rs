@@ -10,8 +10,12 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use subtle::ConstantTimeEq;
 
-/// The record format this build writes and reads.
-pub const REGISTRATION_VERSION: u32 = 1;
+/// The record format this build writes. Version 2 added the instance identity binding
+/// ([`Registration::identity`]) and the consumed instance id.
+pub const REGISTRATION_VERSION: u32 = 2;
+/// Records written before identity binding. Still read: they carry no binding, and the signer
+/// accepts them without an identity proof only when its config allows legacy registrations.
+pub const LEGACY_VERSION: u32 = 1;
 
 /// One certname the conductor registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,9 +43,26 @@ pub struct Registration {
     /// `certname`; neither needs listing here. Anything the CSR asks for beyond this is refused.
     #[serde(default)]
     pub allowed_extensions: BTreeMap<String, String>,
+    /// What the instance's AWS-signed identity document must show. `Some` means the CSR must
+    /// carry the proof; `None` means the launcher turned the proof off (or, in a version 1
+    /// record, that the record predates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityBinding>,
     /// Set, with a conditional write, by the signer immediately before it signs.
     #[serde(default)]
     pub consumed: Option<Consumption>,
+}
+
+/// The account and region the identity document must name. The image is
+/// [`Registration::image_id`] and the instance [`Registration::instance_id`]; a registration
+/// without an instance id binds to the first valid document that matches the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityBinding {
+    /// 12-digit AWS account id that owns the instance.
+    pub account_id: String,
+    /// AWS Region of the instance (`eu-west-1`).
+    pub region: String,
 }
 
 /// When and by whom a registration was used up.
@@ -53,6 +74,9 @@ pub struct Consumption {
     pub by: String,
     /// Lowercase hex SHA-256 of the CSR PEM that was signed.
     pub csr_sha256: String,
+    /// The instance id of the identity document the CSR proved, when it carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
 }
 
 /// A registration's state at a given time.
@@ -80,7 +104,7 @@ pub enum RecordError {
     #[error("registration record is not valid JSON for format version {REGISTRATION_VERSION}: {0}")]
     Json(#[from] serde_json::Error),
     #[error(
-        "registration record has format version {found}, this build reads version {REGISTRATION_VERSION}; upgrade the signer/conductor"
+        "registration record has format version {found}, this build reads versions {LEGACY_VERSION} and {REGISTRATION_VERSION}; upgrade the signer/conductor"
     )]
     Version { found: u64 },
     #[error(
@@ -108,8 +132,14 @@ impl Registration {
             expires_at: now + ttl,
             launched_by: launched_by.to_owned(),
             allowed_extensions: BTreeMap::new(),
+            identity: None,
             consumed: None,
         }
+    }
+
+    /// A record written before identity binding (format version 1).
+    pub fn is_legacy(&self) -> bool {
+        self.version == LEGACY_VERSION
     }
 
     pub fn state(&self, now: DateTime<Utc>) -> State {
@@ -141,7 +171,7 @@ impl Registration {
             .get("version")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0);
-        if found != u64::from(REGISTRATION_VERSION) {
+        if found != u64::from(REGISTRATION_VERSION) && found != u64::from(LEGACY_VERSION) {
             return Err(RecordError::Version { found });
         }
         let reg: Registration = serde_json::from_value(raw)?;
@@ -171,6 +201,24 @@ pub fn check_certname(name: &str) -> Result<(), String> {
     }
 }
 
+/// EC2 instance ids: `i-` and 8 or 17 lowercase hex digits. Checked before an id from a
+/// document or a CSR becomes a registry key.
+pub fn check_instance_id(id: &str) -> Result<(), String> {
+    let ok = id.strip_prefix("i-").is_some_and(|h| {
+        matches!(h.len(), 8 | 17)
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not an EC2 instance id (`i-` and 8 or 17 lowercase hex digits)",
+            id.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,13 +245,20 @@ mod tests {
             Registration::from_json("other", &r.to_json()),
             Err(RecordError::NameMismatch { .. })
         ));
-        let v2 = String::from_utf8(r.to_json())
+        let v3 = String::from_utf8(r.to_json())
             .unwrap()
-            .replace("\"version\": 1", "\"version\": 2");
+            .replace("\"version\": 2", "\"version\": 3");
         assert!(matches!(
-            Registration::from_json(&r.certname, v2.as_bytes()),
-            Err(RecordError::Version { found: 2 })
+            Registration::from_json(&r.certname, v3.as_bytes()),
+            Err(RecordError::Version { found: 3 })
         ));
+        // A record from before identity binding is still read, and is marked legacy.
+        let v1 = String::from_utf8(r.to_json())
+            .unwrap()
+            .replace("\"version\": 2", "\"version\": 1");
+        let old = Registration::from_json(&r.certname, v1.as_bytes()).unwrap();
+        assert!(old.is_legacy() && old.identity.is_none());
+        assert!(!r.is_legacy());
     }
 
     #[test]
@@ -215,6 +270,7 @@ mod tests {
             at: r.created_at,
             by: "t".into(),
             csr_sha256: "00".into(),
+            instance_id: None,
         });
         assert_eq!(r.state(r.created_at), State::Consumed);
     }

@@ -188,6 +188,62 @@ pub struct Policy {
     /// Largest CSR accepted, in bytes of PEM; larger input is refused before parsing.
     #[serde(default = "default_max_csr_bytes")]
     pub max_csr_bytes: usize,
+    /// The EC2 instance identity proof (see signer/README.md, "Instance identity").
+    #[serde(default)]
+    pub identity: IdentityPolicy,
+    /// Sweep: remove from the CA a request that was refused although its certname has a
+    /// pending registration (wrong secret, forbidden or unregistered extensions, no or a bad
+    /// identity proof). Otherwise whoever submits first blocks the instance the registration
+    /// is for: the CA accepts no second request for a name while one is pending.
+    #[serde(default = "yes")]
+    pub evict_squatting_requests: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How the instance identity proof in a CSR is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityPolicy {
+    /// AWS account ids (12 digits) whose instances may enroll. A proof from any other account is
+    /// refused; empty refuses every proof, so registrations that require one can never be signed.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// PEM bundle of AWS RSA-2048 signing certificates, each after a `# <region>` comment line.
+    /// Default: the bundle built into the signer (from AWS's documentation).
+    #[serde(default)]
+    pub certificates: Option<PathBuf>,
+    /// Allowed difference between this host's clock and AWS's when `pendingTime` is compared
+    /// with the registration's lifetime.
+    #[serde(default = "default_clock_skew", with = "crate::config::duration")]
+    pub clock_skew: Duration,
+    /// Refuse every registration that does not require the proof (one written with the
+    /// conductor's `launch.instance_identity: false`). With it on, someone who can write to the
+    /// registry still needs an instance in an allowed account to get a certificate.
+    #[serde(default)]
+    pub require_proof: bool,
+    /// Sign CSRs without a proof for registrations written before identity binding existed
+    /// (format version 1). Off by default; each such signing says so in the audit log.
+    #[serde(default)]
+    pub accept_legacy_registrations: bool,
+}
+
+impl Default for IdentityPolicy {
+    fn default() -> Self {
+        IdentityPolicy {
+            accounts: Vec::new(),
+            certificates: None,
+            clock_skew: default_clock_skew(),
+            require_proof: false,
+            accept_legacy_registrations: false,
+        }
+    }
+}
+
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(120)
 }
 
 impl Default for Policy {
@@ -197,6 +253,8 @@ impl Default for Policy {
             ec_curves: default_ec_curves(),
             instance_id_without_registered: false,
             max_csr_bytes: default_max_csr_bytes(),
+            identity: IdentityPolicy::default(),
+            evict_squatting_requests: true,
         }
     }
 }
@@ -301,6 +359,43 @@ impl SignerConfig {
             diags.push(
                 Diagnostic::error(name, "deadlines.hook", "the hook deadline must be between 1ms and 60s: the CA blocks an HTTP thread while the hook runs", "use a few seconds, e.g. `5s`")
                     .at(line_of("hook")),
+            );
+        }
+        for a in &cfg.policy.identity.accounts {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                diags.push(
+                    Diagnostic::error(
+                        name,
+                        "policy.identity.accounts",
+                        format!("`{a}` is not a 12-digit AWS account id"),
+                        "write each account id as a quoted 12-digit string, e.g. \"123456789012\"",
+                    )
+                    .at(line_of("accounts")),
+                );
+            }
+        }
+        if cfg.policy.identity.clock_skew > Duration::from_secs(900) {
+            diags.push(
+                Diagnostic::error(
+                    name,
+                    "policy.identity.clock_skew",
+                    "a clock skew over 15m widens the launch window past its purpose",
+                    "keep the host clock in sync (chrony) and use the default `2m`",
+                )
+                .at(line_of("clock_skew")),
+            );
+        }
+        if let Some(p) = &cfg.policy.identity.certificates
+            && !p.is_absolute()
+        {
+            diags.push(
+                Diagnostic::error(
+                    name,
+                    "policy.identity.certificates",
+                    format!("`{}` is not an absolute path", p.display()),
+                    "write the absolute path of the PEM bundle",
+                )
+                .at(line_of("certificates")),
             );
         }
         if let Some(url) = &cfg.ca.server_url

@@ -9,7 +9,7 @@
 //!   of the current bytes with the expected [`Version`], then rename a fsynced temp file over the
 //!   record (or unlink it) and fsync the directory.
 
-use super::{Registry, RegistryError, Version, checked};
+use super::{Registry, RegistryError, Version, checked, checked_instance};
 use crate::registration::{Registration, check_certname, sha256_hex};
 use async_trait::async_trait;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -172,6 +172,32 @@ impl FileRegistry {
         Ok(Version(sha256_hex(&bytes)))
     }
 
+    fn claim_blocking(&self, instance_id: &str, certname: &str) -> Result<String, RegistryError> {
+        checked_instance(self, instance_id)?;
+        checked(self, certname)?;
+        self.ensure_base()?;
+        let dir = self.dir.join("instances");
+        match DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => fsync_dir(&self.dir).map_err(|e| self.io_err("syncing", &self.dir, e))?,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(self.io_err("creating", &dir, e)),
+        }
+        let dest = dir.join(instance_id);
+        let tmp = self.write_temp(&dir, instance_id, certname.as_bytes())?;
+        let linked = fs::hard_link(&tmp, &dest);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                fsync_dir(&dir).map_err(|e| self.io_err("syncing", &dir, e))?;
+                Ok(certname.to_owned())
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => fs::read_to_string(&dest)
+                .map(|h| h.trim().to_owned())
+                .map_err(|e| self.io_err("reading", &dest, e)),
+            Err(e) => Err(self.io_err("creating", &dest, e)),
+        }
+    }
+
     fn get_blocking(
         &self,
         certname: &str,
@@ -295,6 +321,15 @@ async fn blocking<T: Send + 'static>(
 impl Registry for FileRegistry {
     fn location(&self) -> String {
         self.loc()
+    }
+
+    async fn claim_instance(
+        &self,
+        instance_id: &str,
+        certname: &str,
+    ) -> Result<String, RegistryError> {
+        let (i, c) = (instance_id.to_owned(), certname.to_owned());
+        blocking(self, move |r| r.claim_blocking(&i, &c)).await
     }
 
     async fn create(&self, record: &Registration) -> Result<Version, RegistryError> {

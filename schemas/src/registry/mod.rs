@@ -10,7 +10,9 @@
 //! - [`Registry::delete`] of a missing certname succeeds.
 //! - Certnames are checked with [`crate::registration::check_certname`] before they become keys.
 //!
-//! Key layout: `<prefix>/registrations/<certname>.json` (S3) or `<dir>/registrations/<certname>.json`.
+//! Key layout: `<prefix>/registrations/<certname>.json` (S3) or `<dir>/registrations/<certname>.json`;
+//! instance claims (written by the signer) at `<prefix>/instances/<instance-id>` or
+//! `<dir>/instances/<instance-id>`, holding the certname.
 //!
 //! Open one with [`open`]: `s3://bucket[/prefix]` or `file:///absolute/dir`. The bucket or the
 //! directory must exist already (a missing one is [`RegistryError::NoSuchBucket`] on first use, so
@@ -109,6 +111,16 @@ pub trait Registry: Send + Sync {
     async fn delete(&self, certname: &str) -> Result<(), RegistryError>;
     /// Every registered certname, sorted.
     async fn list(&self) -> Result<Vec<String>, RegistryError>;
+    /// Record, create-only, that EC2 instance `instance_id` enrolls as `certname`, so that one
+    /// instance enrolls exactly once across all registrations. Returns the certname holding the
+    /// claim: `certname` when this call made it (or an earlier call for the same certname did),
+    /// another certname when the instance already enrolled under that one. The instance id is
+    /// checked with [`crate::registration::check_instance_id`] before it becomes a key.
+    async fn claim_instance(
+        &self,
+        instance_id: &str,
+        certname: &str,
+    ) -> Result<String, RegistryError>;
     /// Ways in which this registry is exposed to people who should not read it (a bucket that
     /// can be read publicly, a world-readable directory), each a sentence with the fix. Checking
     /// is best-effort: a check the backend or the credentials cannot do is skipped (and logged
@@ -134,6 +146,14 @@ pub async fn open(
         }
         Location::File(dir) => Ok(Box::new(FileRegistry::new(dir)?)),
     }
+}
+
+/// Refuse instance ids that are not `i-` + 8 or 17 lowercase hex digits before they become keys.
+fn checked_instance(registry: &dyn Registry, instance_id: &str) -> Result<(), RegistryError> {
+    crate::registration::check_instance_id(instance_id).map_err(|reason| RegistryError::Other {
+        location: registry.location(),
+        reason,
+    })
 }
 
 /// Refuse certnames that are not lowercase UUIDs before they become keys or file names.

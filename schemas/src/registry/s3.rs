@@ -4,7 +4,7 @@
 //! `--region`, `AWS_ENDPOINT_URL`); path-style addressing is used whenever an endpoint override is
 //! in effect, because S3-compatible servers rarely have wildcard DNS.
 
-use super::{Registry, RegistryError, RegistryOptions, Version, aws, checked};
+use super::{Registry, RegistryError, RegistryOptions, Version, aws, checked, checked_instance};
 use crate::registration::{Registration, check_certname};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -65,6 +65,45 @@ impl S3Registry {
             "registrations/".to_owned()
         } else {
             format!("{}/registrations/", self.prefix)
+        }
+    }
+
+    fn claim_key(&self, instance_id: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("instances/{instance_id}")
+        } else {
+            format!("{}/instances/{instance_id}", self.prefix)
+        }
+    }
+
+    async fn read_claim(&self, key: &str) -> Result<Option<String>, RegistryError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| RegistryError::Unreachable {
+                        location: self.loc(),
+                        reason: format!("reading {key}: {e}"),
+                    })?
+                    .into_bytes();
+                Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned()))
+            }
+            Err(e) => {
+                let f = self.failure("GetObject", e);
+                match f.code.as_deref() {
+                    Some("NoSuchKey") => Ok(None),
+                    _ => Err(f.error),
+                }
+            }
         }
     }
 
@@ -298,6 +337,48 @@ impl Registry for S3Registry {
                 }
             }
         }
+    }
+
+    async fn claim_instance(
+        &self,
+        instance_id: &str,
+        certname: &str,
+    ) -> Result<String, RegistryError> {
+        checked_instance(self, instance_id)?;
+        checked(self, certname)?;
+        let key = self.claim_key(instance_id);
+        for attempt in 1..=4u64 {
+            let sent = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .if_none_match("*")
+                .content_type("text/plain")
+                .body(ByteStream::from(certname.as_bytes().to_vec()))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => return Ok(certname.to_owned()),
+                Err(e) => {
+                    let f = self.failure("PutObject", e);
+                    match (f.status, f.code.as_deref()) {
+                        (Some(412), _) | (_, Some("PreconditionFailed")) => {
+                            if let Some(holder) = self.read_claim(&key).await? {
+                                return Ok(holder);
+                            }
+                        }
+                        (_, Some("ConditionalRequestConflict")) => {}
+                        _ => return Err(f.error),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+            }
+        }
+        Err(RegistryError::Other {
+            location: self.loc(),
+            reason: format!("could not claim {key}: concurrent writers kept conflicting"),
+        })
     }
 
     async fn delete(&self, certname: &str) -> Result<(), RegistryError> {
