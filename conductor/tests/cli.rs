@@ -449,6 +449,7 @@ async fn list_revoke_and_prune() {
         at: chrono::Utc::now(),
         by: "sweep@ca".into(),
         csr_sha256: "00".into(),
+        instance_id: None,
     });
     reg.update(&consumed, &v).await.unwrap();
 

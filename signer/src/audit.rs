@@ -21,6 +21,9 @@ pub enum Outcome {
     Rejected,
     /// An infrastructure failure (registry/CA unreachable, deadline); nothing signed.
     Error,
+    /// Sweep: a rejected request squatting on a registered, still-pending certname was removed
+    /// from the CA, so the instance the registration is for can submit its own.
+    Evicted,
 }
 
 /// One audit line.

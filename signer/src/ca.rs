@@ -38,6 +38,9 @@ pub trait Ca: Send + Sync {
     /// The PEM of a pending CSR; `None` if there is none.
     async fn csr(&self, name: &str) -> Result<Option<Vec<u8>>>;
     async fn sign(&self, name: &str) -> Result<SignOutcome>;
+    /// Discard the pending request of `name` (never a certificate: a name without a pending
+    /// request is left alone). `Ok(false)` if there was none.
+    async fn remove_request(&self, name: &str) -> Result<bool>;
 }
 
 /// Resolved locations of everything the sweep needs.
@@ -341,6 +344,10 @@ impl Ca for ApiCa {
         ))
     }
 
+    async fn remove_request(&self, name: &str) -> Result<bool> {
+        self.delete_requested(name).await
+    }
+
     async fn sign(&self, name: &str) -> Result<SignOutcome> {
         let url = self.url(&format!("certificate_status/{}", url_segment(name)?));
         let resp = self
@@ -358,6 +365,48 @@ impl Ca for ApiCa {
             404 => Ok(SignOutcome::Gone),
             409 => Ok(SignOutcome::Refused(body.trim().to_owned())),
             _ => bail!("CA {url} answered {status}: {}", body.trim()),
+        }
+    }
+}
+
+impl ApiCa {
+    /// `DELETE certificate_status/<name>`, which discards everything the CA holds for the name:
+    /// so it is sent only after the status is confirmed `requested` (no certificate to lose).
+    async fn delete_requested(&self, name: &str) -> Result<bool> {
+        let seg = url_segment(name)?;
+        let url = self.url(&format!("certificate_status/{seg}"));
+        let resp = self
+            .client
+            .get(&url)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .with_context(|| format!("CA {url} is unreachable"))?;
+        match resp.status().as_u16() {
+            404 => return Ok(false),
+            200..=299 => {}
+            s => bail!("CA {url} answered {s}"),
+        }
+        let status: serde_json::Value = resp
+            .json()
+            .await
+            .with_context(|| format!("CA {url} sent unexpected JSON"))?;
+        if status["state"] != "requested" {
+            return Ok(false);
+        }
+        let resp = self
+            .client
+            .delete(&url)
+            .send()
+            .await
+            .with_context(|| format!("CA {url} is unreachable"))?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            s => bail!(
+                "CA {url} answered {s} to DELETE: {}",
+                resp.text().await.unwrap_or_default().trim()
+            ),
         }
     }
 }
@@ -413,6 +462,15 @@ impl Ca for CliCa {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    async fn remove_request(&self, name: &str) -> Result<bool> {
+        let path = self.csr_path(name)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
         }
     }
 

@@ -114,6 +114,18 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
+    // A bundle that does not load is a configuration error, found before any CSR is decided.
+    let trust =
+        match crate::identity::TrustedCerts::load(cfg.policy.identity.certificates.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!(
+                    "{}: policy.identity.certificates: {e}",
+                    cli.config.display()
+                );
+                return ExitCode::from(exit::CONFIG);
+            }
+        };
     match cli.command {
         Command::Autosign { certname } => ExitCode::from(crate::hook::run(&cfg, &certname)),
         Command::Sweep {
@@ -129,9 +141,12 @@ pub fn main() -> ExitCode {
         Command::CheckConfig => match crate::ca::resolve(&cfg.ca, cfg.deadlines.ca) {
             Ok(p) => {
                 println!(
-                    "config {} is valid\nregistry: {}\nCA: {}\nclient cert: {}\nclient key: {}\nCA bundle: {}\nCSR dir: {}",
+                    "config {} is valid\nregistry: {}\nidentity: {} certificates ({}), accounts [{}]\nCA: {}\nclient cert: {}\nclient key: {}\nCA bundle: {}\nCSR dir: {}",
                     cli.config.display(),
                     cfg.registry,
+                    trust.len(),
+                    trust.source,
+                    cfg.policy.identity.accounts.join(", "),
                     p.server_url,
                     p.client_cert.display(),
                     p.client_key.display(),
@@ -217,8 +232,8 @@ fn print_report(r: &Report, output: Output) {
                 );
             }
             println!(
-                "pending {}, signed {}, would sign {}, rejected {}, errors {}",
-                r.pending, r.signed, r.would_sign, r.rejected, r.errors
+                "pending {}, signed {}, would sign {}, rejected {}, evicted {}, errors {}",
+                r.pending, r.signed, r.would_sign, r.rejected, r.evicted, r.errors
             );
         }
     }

@@ -26,12 +26,12 @@ pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 
 /// DER OBJECT IDENTIFIER from dotted form. Panics on a malformed OID (test input only).
 pub fn oid(dotted: &str) -> Vec<u8> {
-    let arcs: Vec<u64> = dotted
+    let arcs: Vec<u128> = dotted
         .split('.')
         .map(|a| a.parse().expect("numeric OID arc"))
         .collect();
     let mut body = Vec::new();
-    let mut push = |mut v: u64| {
+    let mut push = |mut v: u128| {
         let mut tmp = vec![(v & 0x7f) as u8];
         v >>= 7;
         while v > 0 {

@@ -8,14 +8,12 @@ use openssl::pkey::{Id, PKey, Public};
 use openssl::x509::X509Req;
 use schemas::signer_config::{EcCurve, Policy};
 
-pub const OID_CHALLENGE_PASSWORD: &str = "1.2.840.113549.1.9.7";
-pub const OID_EXTENSION_REQUEST: &str = "1.2.840.113549.1.9.14";
-pub const OID_MS_EXTENSION_REQUEST: &str = "1.3.6.1.4.1.311.2.1.14";
-pub const OID_SUBJECT_ALT_NAME: &str = "2.5.29.17";
-/// Puppet's authorization arc (pp_authorization, pp_auth_role, pp_cli_auth, …): never signed.
-pub const ARC_PP_AUTH: &str = "1.3.6.1.4.1.34380.1.3.";
-pub const OID_PP_UUID: &str = "1.3.6.1.4.1.34380.1.1.1";
-pub const OID_PP_INSTANCE_ID: &str = "1.3.6.1.4.1.34380.1.1.2";
+pub use schemas::oids::{
+    ARC_PP_AUTH, CHALLENGE_PASSWORD as OID_CHALLENGE_PASSWORD,
+    EXTENSION_REQUEST as OID_EXTENSION_REQUEST, INSTANCE_IDENTITY as OID_INSTANCE_IDENTITY,
+    MS_EXTENSION_REQUEST as OID_MS_EXTENSION_REQUEST, PP_INSTANCE_ID as OID_PP_INSTANCE_ID,
+    PP_UUID as OID_PP_UUID, SUBJECT_ALT_NAME as OID_SUBJECT_ALT_NAME,
+};
 
 /// One requested extension: its OID and the content of its extnValue OCTET STRING.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +38,9 @@ pub struct Csr {
     /// How many challengePassword attributes/values there were (exactly one is accepted).
     pub challenge_values: usize,
     pub extensions: Vec<ExtRequest>,
+    /// Values of the instance identity attribute ([`OID_INSTANCE_IDENTITY`]), across all such
+    /// attributes: exactly one is accepted. Public data (the signed document), not a secret.
+    pub identity: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Csr {
@@ -53,6 +54,7 @@ impl std::fmt::Debug for Csr {
                 &self.challenge_password.as_ref().map(|_| "<redacted>"),
             )
             .field("extensions", &self.extensions)
+            .field("identity_values", &self.identity.len())
             .finish()
     }
 }
@@ -155,6 +157,7 @@ pub fn parse(pem: &[u8], policy: &Policy) -> Result<Csr, CsrError> {
         challenge_password: attrs.challenge,
         challenge_values: attrs.challenge_values,
         extensions: attrs.extensions,
+        identity: attrs.identity,
     })
 }
 
@@ -206,6 +209,7 @@ struct Attributes {
     challenge: Option<Vec<u8>>,
     challenge_values: usize,
     extensions: Vec<ExtRequest>,
+    identity: Vec<Vec<u8>>,
 }
 
 /// Walk CertificationRequest → CertificationRequestInfo → attributes `[0]`.
@@ -230,6 +234,7 @@ fn read_attributes(der_bytes: &[u8]) -> Result<Attributes, der::DerError> {
         challenge: None,
         challenge_values: 0,
         extensions: Vec::new(),
+        identity: Vec::new(),
     };
     for attr in der::children(fields[3].value)? {
         if attr.tag != der::SEQUENCE {
@@ -259,7 +264,12 @@ fn read_attributes(der_bytes: &[u8]) -> Result<Attributes, der::DerError> {
                     }
                 }
             }
-            // Other custom attributes (e.g. a private-arc proof) never reach the certificate.
+            OID_INSTANCE_IDENTITY => {
+                for v in values {
+                    out.identity.push(der::lenient_string(v)?);
+                }
+            }
+            // Other custom attributes never reach the certificate.
             _ => {}
         }
     }

@@ -10,7 +10,17 @@
 //! 5. forbidden: no subjectAltName other than `DNS:<certname>`, nothing from `1.3.6.1.4.1.34380.1.3.*`;
 //! 6. extensions: each requested extension is allowed by the registration with that exact value;
 //!    `pp_instance_id` equals the registered instance id; `pp_uuid` equals the certname;
-//! 7. consume: the registration is marked consumed (with the CSR's SHA-256) by a conditional write.
+//! 7. identity: exactly one instance identity proof (attribute [`csr::OID_INSTANCE_IDENTITY`])
+//!    when the registration requires one; it verifies against the pinned AWS certificates
+//!    ([`crate::identity`]), and its document's `instanceId` equals the registration's instance id
+//!    (when recorded) and the CSR's `pp_instance_id` (when sent), `accountId` is on
+//!    `policy.identity.accounts` and equals the registration's, `region` and `imageId` equal the
+//!    registration's, and `pendingTime` falls within the registration's lifetime (± clock skew).
+//!    A legacy (format 1) registration without a proof passes only with
+//!    `policy.identity.accept_legacy_registrations`;
+//! 8. consume: the proven instance id is claimed in the registry (create-only: one instance
+//!    enrolls once, across all registrations), then the registration is marked consumed (with the
+//!    CSR's SHA-256 and the instance id) by a conditional write.
 //!
 //! **Retry rule (sweep only).** If a registration is already consumed *by this exact CSR* (same
 //! SHA-256 fingerprint) and is still unexpired, the sweep may sign again: this covers a hook that
@@ -18,7 +28,9 @@
 //! for the same certname is a replay and is refused.
 
 use crate::csr::{self, Csr, CsrError};
+use crate::identity::TrustedCerts;
 use chrono::{DateTime, Utc};
+use schemas::oids::{registrable_extension, short_name};
 use schemas::registration::{Consumption, Registration, State, check_certname};
 use schemas::registry::{Registry, RegistryError, Version};
 use schemas::signer_config::Policy;
@@ -36,6 +48,7 @@ pub enum Check {
     Secret,
     Forbidden,
     Extensions,
+    Identity,
     Consume,
     Ca,
 }
@@ -69,6 +82,10 @@ pub struct Approval {
     pub version: Version,
     /// The registration was already consumed by this very CSR (retry rule); nothing to consume.
     pub retry: bool,
+    /// The instance id the CSR's identity proof showed, if it carried one.
+    pub instance_id: Option<String>,
+    /// Said in the audit line of the approval (e.g. a legacy registration signed without proof).
+    pub note: Option<String>,
 }
 
 /// The outcome of evaluating one CSR.
@@ -98,6 +115,8 @@ pub struct Decider<'a> {
     pub registry_deadline: Duration,
     /// Recorded in the consumption: `autosign@host`, `sweep@host`.
     pub who: String,
+    /// The pinned AWS certificates identity proofs are verified against.
+    pub trust: &'a TrustedCerts,
     /// How long after a consumption the sweep may sign the same CSR again (retry rule). Keeps the
     /// sweep from racing the CA signing right after the hook that consumed it exited 0.
     pub retry_grace: chrono::Duration,
@@ -163,10 +182,15 @@ impl Decider<'_> {
             now,
             self.retry_grace,
         )
-        .map(|retry| Approval {
-            registration: reg,
-            version,
-            retry,
+        .and_then(|retry| {
+            let proof = check_identity(&csr, &reg, self.policy, self.trust, now)?;
+            Ok(Approval {
+                registration: reg,
+                version,
+                retry,
+                instance_id: proof.instance_id,
+                note: proof.note,
+            })
         });
         Ok(ev)
     }
@@ -204,6 +228,20 @@ impl Decider<'_> {
         csr_sha256: &str,
         now: DateTime<Utc>,
     ) -> Result<Result<Version, Rejection>, DecideError> {
+        let certname = approval.registration.certname.as_str();
+        if let Some(iid) = &approval.instance_id {
+            let holder = self
+                .bounded(self.registry.claim_instance(iid, certname))
+                .await?;
+            if holder != certname {
+                return Ok(reject(
+                    Check::Identity,
+                    format!(
+                        "instance {iid} already enrolled as {holder}; an instance enrolls exactly once"
+                    ),
+                ));
+            }
+        }
         if approval.retry {
             return Ok(Ok(approval.version.clone()));
         }
@@ -212,6 +250,7 @@ impl Decider<'_> {
             at: now,
             by: self.who.clone(),
             csr_sha256: csr_sha256.to_owned(),
+            instance_id: approval.instance_id.clone(),
         });
         match self
             .bounded(self.registry.update(&rec, &approval.version))
@@ -374,7 +413,8 @@ pub fn check_against(
             csr::OID_PP_UUID => Some(certname),
             csr::OID_PP_INSTANCE_ID => match &reg.instance_id {
                 Some(id) => Some(id.as_str()),
-                None if policy.instance_id_without_registered => {
+                // Bound by the identity proof instead (check 7 compares it with the document).
+                None if policy.instance_id_without_registered || reg.identity.is_some() => {
                     continue;
                 }
                 None => {
@@ -387,7 +427,7 @@ pub fn check_against(
             oid => reg
                 .allowed_extensions
                 .iter()
-                .find(|(k, _)| resolve_ext(k).as_deref() == Some(oid))
+                .find(|(k, _)| registrable_extension(k).as_deref() == Some(oid))
                 .map(|(_, v)| v.as_str()),
         };
         match expected {
@@ -413,57 +453,164 @@ pub fn check_against(
     Ok(retry)
 }
 
-/// Puppet's registered short names (ppRegCertExt 1..26 and ppAuthCertExt).
-const SHORT_NAMES: &[(&str, &str)] = &[
-    ("pp_uuid", "1.3.6.1.4.1.34380.1.1.1"),
-    ("pp_instance_id", "1.3.6.1.4.1.34380.1.1.2"),
-    ("pp_image_name", "1.3.6.1.4.1.34380.1.1.3"),
-    ("pp_preshared_key", "1.3.6.1.4.1.34380.1.1.4"),
-    ("pp_cost_center", "1.3.6.1.4.1.34380.1.1.5"),
-    ("pp_product", "1.3.6.1.4.1.34380.1.1.6"),
-    ("pp_project", "1.3.6.1.4.1.34380.1.1.7"),
-    ("pp_application", "1.3.6.1.4.1.34380.1.1.8"),
-    ("pp_service", "1.3.6.1.4.1.34380.1.1.9"),
-    ("pp_employee", "1.3.6.1.4.1.34380.1.1.10"),
-    ("pp_created_by", "1.3.6.1.4.1.34380.1.1.11"),
-    ("pp_environment", "1.3.6.1.4.1.34380.1.1.12"),
-    ("pp_role", "1.3.6.1.4.1.34380.1.1.13"),
-    ("pp_software_version", "1.3.6.1.4.1.34380.1.1.14"),
-    ("pp_department", "1.3.6.1.4.1.34380.1.1.15"),
-    ("pp_cluster", "1.3.6.1.4.1.34380.1.1.16"),
-    ("pp_provisioner", "1.3.6.1.4.1.34380.1.1.17"),
-    ("pp_region", "1.3.6.1.4.1.34380.1.1.18"),
-    ("pp_datacenter", "1.3.6.1.4.1.34380.1.1.19"),
-    ("pp_zone", "1.3.6.1.4.1.34380.1.1.20"),
-    ("pp_network", "1.3.6.1.4.1.34380.1.1.21"),
-    ("pp_securitypolicy", "1.3.6.1.4.1.34380.1.1.22"),
-    ("pp_cloudplatform", "1.3.6.1.4.1.34380.1.1.23"),
-    ("pp_apptier", "1.3.6.1.4.1.34380.1.1.24"),
-    ("pp_hostname", "1.3.6.1.4.1.34380.1.1.25"),
-    ("pp_owner", "1.3.6.1.4.1.34380.1.1.26"),
-    ("pp_authorization", "1.3.6.1.4.1.34380.1.3.1"),
-    ("pp_auth_auto_renew", "1.3.6.1.4.1.34380.1.3.2"),
-    ("pp_auth_role", "1.3.6.1.4.1.34380.1.3.13"),
-    ("pp_cli_auth", "1.3.6.1.4.1.34380.1.3.39"),
-];
-
-/// The short name of a Puppet OID, if it has one.
-pub fn short_name(oid: &str) -> Option<&'static str> {
-    SHORT_NAMES.iter().find(|(_, o)| *o == oid).map(|(n, _)| *n)
+/// What check 7 found.
+#[derive(Debug, Default)]
+pub struct Proof {
+    /// The proven instance id.
+    pub instance_id: Option<String>,
+    /// A note for the audit line.
+    pub note: Option<String>,
 }
 
-/// A registration's extension key (short name or dotted OID) as a dotted OID.
-/// Only Puppet's registered and private arcs can be allowed; anything else resolves to nothing.
-pub fn resolve_ext(key: &str) -> Option<String> {
-    if let Some((_, oid)) = SHORT_NAMES.iter().find(|(n, _)| *n == key) {
-        return Some((*oid).to_owned());
+/// Check 7: the instance identity proof.
+pub fn check_identity(
+    csr: &Csr,
+    reg: &Registration,
+    policy: &Policy,
+    trust: &TrustedCerts,
+    now: DateTime<Utc>,
+) -> Result<Proof, Rejection> {
+    let attr = schemas::oids::label(csr::OID_INSTANCE_IDENTITY);
+    let blob = match csr.identity.as_slice() {
+        [] => {
+            return if reg.identity.is_some() {
+                reject(
+                    Check::Identity,
+                    format!(
+                        "the registration requires the instance identity proof and the CSR carries none (attribute {attr}); was bootcfg run with `puppet.instance_identity: true` on EC2?"
+                    ),
+                )
+            } else if reg.is_legacy() && !policy.identity.accept_legacy_registrations {
+                reject(
+                    Check::Identity,
+                    "the registration predates instance identity binding (format 1) and the CSR carries no proof; policy.identity.accept_legacy_registrations is off",
+                )
+            } else if reg.is_legacy() {
+                Ok(Proof {
+                    instance_id: None,
+                    note: Some("legacy registration (format 1) signed without an instance identity proof (policy.identity.accept_legacy_registrations)".into()),
+                })
+            } else if policy.identity.require_proof {
+                reject(
+                    Check::Identity,
+                    "the registration does not require an instance identity proof (conductor launch.instance_identity: false) and policy.identity.require_proof is on",
+                )
+            } else {
+                Ok(Proof {
+                    instance_id: None,
+                    note: Some("the registration does not require an instance identity proof (conductor launch.instance_identity: false)".into()),
+                })
+            };
+        }
+        [one] => one,
+        many => {
+            return reject(
+                Check::Identity,
+                format!(
+                    "the CSR carries {} instance identity proofs; exactly one is accepted",
+                    many.len()
+                ),
+            );
+        }
+    };
+    let v = crate::identity::verify(blob, trust).map_err(|e| Rejection {
+        check: Check::Identity,
+        reason: e,
+    })?;
+    let d = &v.doc;
+    let mismatch = |what: &str, got: &str, want: &str| {
+        reject::<Proof>(
+            Check::Identity,
+            format!(
+                "signed identity document {what} `{}` differs from the registered `{}` (instance {}, signer {} serial {})",
+                truncate(got),
+                truncate(want),
+                truncate(&d.instance_id),
+                v.signer_region,
+                v.signer_serial
+            ),
+        )
+    };
+    if schemas::registration::check_instance_id(&d.instance_id).is_err() {
+        return reject(
+            Check::Identity,
+            format!(
+                "signed identity document has an unusable instanceId `{}`",
+                truncate(&d.instance_id)
+            ),
+        );
     }
-    let dotted = key
-        .split('.')
-        .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()));
-    (dotted
-        && (key.starts_with("1.3.6.1.4.1.34380.1.1.") || key.starts_with("1.3.6.1.4.1.34380.1.2.")))
-    .then(|| key.to_owned())
+    if !policy.identity.accounts.iter().any(|a| *a == d.account_id) {
+        return reject(
+            Check::Identity,
+            format!(
+                "account {} of instance {} is not on policy.identity.accounts",
+                truncate(&d.account_id),
+                d.instance_id
+            ),
+        );
+    }
+    if let Some(b) = &reg.identity {
+        if d.account_id != b.account_id {
+            return mismatch("accountId", &d.account_id, &b.account_id);
+        }
+        if d.region != b.region {
+            return mismatch("region", &d.region, &b.region);
+        }
+        match &reg.image_id {
+            Some(img) if *img == d.image_id => {}
+            Some(img) => return mismatch("imageId", &d.image_id, img),
+            None => {
+                return reject(
+                    Check::Identity,
+                    "the registration requires an identity proof but records no image id; re-register it",
+                );
+            }
+        }
+    }
+    if let Some(iid) = &reg.instance_id
+        && *iid != d.instance_id
+    {
+        return mismatch("instanceId", &d.instance_id, iid);
+    }
+    for ext in &csr.extensions {
+        if ext.oid == csr::OID_PP_INSTANCE_ID {
+            let value = csr::ext_string(&ext.value).unwrap_or_default();
+            if value != d.instance_id.as_bytes() {
+                return mismatch(
+                    "instanceId",
+                    &d.instance_id,
+                    &format!("{} (pp_instance_id)", String::from_utf8_lossy(&value)),
+                );
+            }
+        }
+    }
+    let skew = chrono::Duration::from_std(policy.identity.clock_skew)
+        .unwrap_or_else(|_| chrono::Duration::minutes(2));
+    let earliest = reg.created_at - skew;
+    let latest = reg.expires_at.min(now) + skew;
+    if d.pending_time < earliest || d.pending_time > latest {
+        return reject(
+            Check::Identity,
+            format!(
+                "instance {} was launched at {} (pendingTime), outside the registration's lifetime {} .. {} (± {}s clock skew)",
+                d.instance_id,
+                d.pending_time.to_rfc3339(),
+                reg.created_at.to_rfc3339(),
+                reg.expires_at.to_rfc3339(),
+                skew.num_seconds()
+            ),
+        );
+    }
+    Ok(Proof {
+        instance_id: Some(d.instance_id.clone()),
+        note: reg.instance_id.is_none().then(|| {
+            format!(
+                "registration had no instance id; bound to {} by its first valid identity document",
+                d.instance_id
+            )
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -483,6 +630,11 @@ mod tests {
     fn key() -> &'static PKey<Private> {
         static K: OnceLock<PKey<Private>> = OnceLock::new();
         K.get_or_init(|| craft::rsa_key(2048))
+    }
+
+    fn builtin_trust() -> &'static TrustedCerts {
+        static T: OnceLock<TrustedCerts> = OnceLock::new();
+        T.get_or_init(TrustedCerts::builtin)
     }
 
     fn now() -> DateTime<Utc> {
@@ -523,6 +675,7 @@ mod tests {
             mem.create(&r).await.unwrap();
         }
         let d = Decider {
+            trust: builtin_trust(),
             registry: &mem,
             policy,
             registry_deadline: Duration::from_secs(1),
@@ -741,6 +894,7 @@ mod tests {
             at: now(),
             by: "autosign@ca".into(),
             csr_sha256: "00".repeat(32),
+            instance_id: None,
         });
         for mode in [Mode::Hook, Mode::Sweep] {
             let (_, v) = run_with(Some(consumed.clone()), CN, &pem, mode, &Policy::default()).await;
@@ -770,6 +924,7 @@ mod tests {
         mem.create(&consumed).await.unwrap();
         let policy = Policy::default();
         let d = Decider {
+            trust: builtin_trust(),
             registry: &mem,
             policy: &policy,
             registry_deadline: Duration::from_secs(1),
@@ -816,6 +971,7 @@ mod tests {
         mem.create(&registration()).await.unwrap();
         let policy = Policy::default();
         let d = Decider {
+            trust: builtin_trust(),
             registry: &mem,
             policy: &policy,
             registry_deadline: Duration::from_secs(1),
@@ -850,5 +1006,292 @@ mod tests {
         let c = csr::parse(&good().build(key()), &Policy::default()).unwrap();
         assert!(!format!("{c:?}").contains(SECRET));
         assert_eq!(c.challenge_password(), Some(SECRET.as_bytes()));
+    }
+
+    mod identity {
+        //! Check 7 against documents signed by a harness-made "AWS" key (testkit::iid).
+        use super::*;
+        use testkit::iid::{Doc, MOTO_ACCOUNT, TestAws, tamper};
+
+        const AMI: &str = "ami-0123456789abcdef0";
+        const REGION: &str = "eu-west-1";
+        const OTHER_IID: &str = "i-0fedcba9876543210";
+
+        struct World {
+            aws: TestAws,
+            trust: TrustedCerts,
+            policy: Policy,
+        }
+
+        fn world() -> &'static World {
+            static W: OnceLock<World> = OnceLock::new();
+            W.get_or_init(|| {
+                let aws = TestAws::generate(REGION);
+                let trust = TrustedCerts::parse("test bundle", &aws.bundle_pem()).unwrap();
+                let mut policy = Policy::default();
+                policy.identity.accounts = vec![MOTO_ACCOUNT.into()];
+                World { aws, trust, policy }
+            })
+        }
+
+        fn bound() -> Registration {
+            let mut r = registration();
+            r.image_id = Some(AMI.into());
+            r.identity = Some(schemas::registration::IdentityBinding {
+                account_id: MOTO_ACCOUNT.into(),
+                region: REGION.into(),
+            });
+            r
+        }
+
+        fn doc(iid: &str) -> Doc {
+            Doc::new(iid, AMI, REGION)
+        }
+
+        fn proof(rsa2048: &str) -> (String, Vec<u8>) {
+            let compact: String = rsa2048.split_whitespace().collect();
+            (
+                csr::OID_INSTANCE_IDENTITY.into(),
+                craft::tlv(crate::der::PRINTABLE_STRING, compact.as_bytes()),
+            )
+        }
+
+        fn with_proofs(spec: Spec, proofs: &[String]) -> Vec<u8> {
+            let mut s = spec;
+            for p in proofs {
+                s.attributes.push(proof(p));
+            }
+            s.build(key())
+        }
+
+        fn signed(d: &Doc) -> String {
+            world().aws.sign(&d.render())
+        }
+
+        async fn decide_on(
+            mem: &MemRegistry,
+            certname: &str,
+            pem: &[u8],
+            policy: &Policy,
+        ) -> Result<Approval, Rejection> {
+            let d = Decider {
+                trust: &world().trust,
+                registry: mem,
+                policy,
+                registry_deadline: Duration::from_secs(1),
+                retry_grace: chrono::Duration::zero(),
+                who: "test@host".into(),
+            };
+            let ev = d.evaluate(certname, pem, Mode::Hook, now()).await.unwrap();
+            match ev.verdict {
+                Ok(a) => d
+                    .consume(&a, &ev.csr_sha256, now())
+                    .await
+                    .unwrap()
+                    .map(|_| a),
+                Err(r) => Err(r),
+            }
+        }
+
+        async fn run(reg: Registration, pem: &[u8]) -> (MemRegistry, Result<Approval, Rejection>) {
+            let mem = MemRegistry::default();
+            mem.create(&reg).await.unwrap();
+            let v = decide_on(&mem, &reg.certname, pem, &world().policy).await;
+            (mem, v)
+        }
+
+        async fn refused(reg: Registration, pem: &[u8], why: &str) {
+            let (mem, v) = run(reg, pem).await;
+            let r = v.expect_err("must be refused");
+            assert_eq!(r.check, Check::Identity, "{r:?}");
+            assert!(r.reason.contains(why), "{why:?} not in {:?}", r.reason);
+            assert!(mem.peek(CN).unwrap().consumed.is_none(), "nothing consumed");
+            assert!(mem.claims.lock().unwrap().is_empty(), "nothing claimed");
+        }
+
+        #[tokio::test]
+        async fn a_valid_proof_is_approved_and_the_instance_is_recorded_and_claimed() {
+            let pem = with_proofs(good(), &[signed(&doc(IID))]);
+            let (mem, v) = run(bound(), &pem).await;
+            let a = v.unwrap();
+            assert_eq!(a.instance_id.as_deref(), Some(IID));
+            let c = mem.peek(CN).unwrap().consumed.unwrap();
+            assert_eq!(c.instance_id.as_deref(), Some(IID));
+            assert_eq!(
+                mem.claims.lock().unwrap().get(IID).map(String::as_str),
+                Some(CN)
+            );
+        }
+
+        #[tokio::test]
+        async fn the_issue_list_of_bad_proofs_is_refused() {
+            // no proof where the registration requires one
+            refused(bound(), &good().build(key()), "carries none").await;
+            // a valid document of another instance in the same account
+            refused(
+                bound(),
+                &with_proofs(good(), &[signed(&doc(OTHER_IID))]),
+                "instanceId",
+            )
+            .await;
+            // a document signed by another key (same subject and serial as the pinned cert)
+            let forged = world().aws.impostor().sign(&doc(IID).render());
+            refused(bound(), &with_proofs(good(), &[forged]), "does not verify").await;
+            // a document edited after signing
+            let edited = tamper(&signed(&doc(OTHER_IID)), OTHER_IID, IID);
+            refused(bound(), &with_proofs(good(), &[edited]), "does not verify").await;
+            // pendingTime before the registration existed, and after it expired
+            let reg = bound();
+            let mut early = doc(IID);
+            early.pending_time = reg.created_at - chrono::Duration::minutes(10);
+            refused(
+                reg.clone(),
+                &with_proofs(good(), &[signed(&early)]),
+                "pendingTime",
+            )
+            .await;
+            let mut late = doc(IID);
+            late.pending_time = reg.expires_at + chrono::Duration::minutes(10);
+            refused(reg, &with_proofs(good(), &[signed(&late)]), "pendingTime").await;
+        }
+
+        #[tokio::test]
+        async fn the_neighbours_are_refused_too() {
+            // account not on the allow-list
+            let mut d = doc(IID);
+            d.account_id = "210987654321".into();
+            refused(
+                bound(),
+                &with_proofs(good(), &[signed(&d)]),
+                "policy.identity.accounts",
+            )
+            .await;
+            // another image, another region (signed by a certificate filed under that region)
+            let mut d = doc(IID);
+            d.image_id = "ami-0aaaaaaaaaaaaaaaa".into();
+            refused(bound(), &with_proofs(good(), &[signed(&d)]), "imageId").await;
+            let mut d = doc(IID);
+            d.region = "us-east-1".into();
+            refused(
+                bound(),
+                &with_proofs(good(), &[signed(&d)]),
+                "signed with the eu-west-1",
+            )
+            .await;
+            // two proofs, even two valid ones
+            let p = signed(&doc(IID));
+            refused(
+                bound(),
+                &with_proofs(good(), &[p.clone(), p]),
+                "exactly one",
+            )
+            .await;
+            // pp_instance_id naming another instance than the proof, on a registration without one
+            let mut unbound = bound();
+            unbound.instance_id = None;
+            let spec =
+                Spec::new(CN, SECRET).ext(csr::OID_PP_INSTANCE_ID, craft::utf8_ext(OTHER_IID));
+            refused(
+                unbound,
+                &with_proofs(spec, &[signed(&doc(IID))]),
+                "pp_instance_id",
+            )
+            .await;
+            // a launch in the future (beyond the skew)
+            let mut d = doc(IID);
+            d.pending_time = now() + chrono::Duration::minutes(10);
+            refused(bound(), &with_proofs(good(), &[signed(&d)]), "pendingTime").await;
+            // garbage in the attribute
+            refused(
+                bound(),
+                &with_proofs(good(), &["bm90IGEgcGtjczc=".into()]),
+                "PKCS#7",
+            )
+            .await;
+            // the registration binds but records no image
+            let mut no_image = bound();
+            no_image.image_id = None;
+            refused(
+                no_image,
+                &with_proofs(good(), &[signed(&doc(IID))]),
+                "no image id",
+            )
+            .await;
+        }
+
+        #[tokio::test]
+        async fn a_registration_without_instance_id_binds_to_the_first_document_only() {
+            let mem = MemRegistry::default();
+            let mut first = bound();
+            first.instance_id = None;
+            mem.create(&first).await.unwrap();
+            let proof = signed(&doc(IID));
+            let a = decide_on(
+                &mem,
+                CN,
+                &with_proofs(Spec::new(CN, SECRET), &[proof.clone()]),
+                &world().policy,
+            )
+            .await
+            .unwrap();
+            assert!(a.note.unwrap().contains("bound to"));
+            // The same (now public) document under a second unbound registration: refused.
+            let cn2 = "2b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11";
+            let mut second = first.clone();
+            second.certname = cn2.into();
+            mem.create(&second).await.unwrap();
+            let pem2 = with_proofs(Spec::new(cn2, SECRET), &[proof]);
+            let r = decide_on(&mem, cn2, &pem2, &world().policy)
+                .await
+                .unwrap_err();
+            assert_eq!(r.check, Check::Identity);
+            assert!(r.reason.contains("already enrolled"), "{r:?}");
+            assert!(mem.peek(cn2).unwrap().consumed.is_none());
+        }
+
+        #[tokio::test]
+        async fn legacy_registrations_need_the_switch_and_say_so() {
+            let mut legacy = registration();
+            legacy.version = schemas::registration::LEGACY_VERSION;
+            let (_, v) = run(legacy.clone(), &good().build(key())).await;
+            let r = v.unwrap_err();
+            assert_eq!(r.check, Check::Identity);
+            assert!(r.reason.contains("accept_legacy_registrations"), "{r:?}");
+            let mut lax = world().policy.clone();
+            lax.identity.accept_legacy_registrations = true;
+            let mem = MemRegistry::default();
+            mem.create(&legacy).await.unwrap();
+            let a = decide_on(&mem, CN, &good().build(key()), &lax)
+                .await
+                .unwrap();
+            assert!(a.note.unwrap().contains("legacy"));
+            // A registration that opted out (format 2, no binding) is signed without proof, noted,
+            // unless the signer requires the proof of every registration.
+            let (_, v) = run(registration(), &good().build(key())).await;
+            assert!(v.unwrap().note.unwrap().contains("does not require"));
+            let mut strict = world().policy.clone();
+            strict.identity.require_proof = true;
+            let mem = MemRegistry::default();
+            mem.create(&registration()).await.unwrap();
+            let r = decide_on(&mem, CN, &good().build(key()), &strict).await.unwrap_err();
+            assert!(r.reason.contains("require_proof"), "{r:?}");
+        }
+
+        #[tokio::test]
+        async fn the_builtin_bundle_does_not_trust_the_harness_key() {
+            let mem = MemRegistry::default();
+            mem.create(&bound()).await.unwrap();
+            let d = Decider {
+                trust: builtin_trust(),
+                registry: &mem,
+                policy: &world().policy,
+                registry_deadline: Duration::from_secs(1),
+                retry_grace: chrono::Duration::zero(),
+                who: "t".into(),
+            };
+            let pem = with_proofs(good(), &[signed(&doc(IID))]);
+            let ev = d.evaluate(CN, &pem, Mode::Hook, now()).await.unwrap();
+            assert_eq!(ev.verdict.unwrap_err().check, Check::Identity);
+        }
     }
 }

@@ -86,7 +86,7 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
     let result =
         rt.block_on(async { tokio::time::timeout(remaining, decide(cfg, certname, &pem)).await });
     match result {
-        Ok(Ok((sha, None))) => {
+        Ok(Ok((sha, Ok(note)))) => {
             // No audit line, no signature: the registration stays consumed for this CSR and
             // the sweep's retry rule signs it once the audit log is writable again.
             if !log(Record::new(
@@ -95,7 +95,7 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
                 &sha,
                 Outcome::Approved,
                 None,
-                None,
+                note,
             )) {
                 eprintln!("signer: not signing {certname}: the decision could not be audited");
                 return exit::UNAVAILABLE;
@@ -103,7 +103,7 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
             tracing::info!(certname, csr_sha256 = %sha, "approved");
             exit::OK
         }
-        Ok(Ok((sha, Some(rej)))) => {
+        Ok(Ok((sha, Err(rej)))) => {
             eprintln!(
                 "signer: rejected {certname}: {:?}: {}",
                 rej.check, rej.reason
@@ -145,19 +145,22 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
     }
 }
 
-/// Decide and consume. `Ok((sha, None))` = approved and consumed.
+/// Decide and consume: the CSR's SHA-256 and either the approval's audit note or the rejection.
 async fn decide(
     cfg: &SignerConfig,
     certname: &str,
     pem: &[u8],
-) -> anyhow::Result<(String, Option<crate::decide::Rejection>)> {
+) -> anyhow::Result<(String, Result<Option<String>, crate::decide::Rejection>)> {
     let opts = RegistryOptions {
         region: cfg.region.clone(),
         profile: cfg.profile.clone(),
         endpoint_url: None,
     };
     let registry = schemas::registry::open(&cfg.registry, &opts).await?;
+    let trust = crate::identity::TrustedCerts::load(cfg.policy.identity.certificates.as_deref())
+        .map_err(|e| anyhow::anyhow!("policy.identity.certificates: {e}"))?;
     let decider = Decider {
+        trust: &trust,
         registry: registry.as_ref(),
         policy: &cfg.policy,
         registry_deadline: cfg.deadlines.registry,
@@ -168,10 +171,10 @@ async fn decide(
     let ev = decider.evaluate(certname, pem, Mode::Hook, now).await?;
     let approval = match ev.verdict {
         Ok(a) => a,
-        Err(r) => return Ok((ev.csr_sha256, Some(r))),
+        Err(r) => return Ok((ev.csr_sha256, Err(r))),
     };
     match decider.consume(&approval, &ev.csr_sha256, now).await? {
-        Ok(_) => Ok((ev.csr_sha256, None)),
-        Err(r) => Ok((ev.csr_sha256, Some(r))),
+        Ok(_) => Ok((ev.csr_sha256, Ok(approval.note))),
+        Err(r) => Ok((ev.csr_sha256, Err(r))),
     }
 }

@@ -17,5 +17,6 @@ pub mod csr;
 pub mod decide;
 pub mod der;
 pub mod hook;
+pub mod identity;
 pub mod memreg;
 pub mod sweep;

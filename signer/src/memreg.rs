@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Default)]
 pub struct MemRegistry {
     records: Mutex<BTreeMap<String, (Registration, u64)>>,
+    /// Instance claims: instance id → certname.
+    pub claims: Mutex<BTreeMap<String, String>>,
     next: AtomicU64,
     /// When set, every call fails with `Unreachable`.
     pub down: AtomicBool,
@@ -90,5 +92,25 @@ impl Registry for MemRegistry {
     async fn list(&self) -> Result<Vec<String>, RegistryError> {
         self.up()?;
         Ok(self.records.lock().expect("lock").keys().cloned().collect())
+    }
+    async fn claim_instance(
+        &self,
+        instance_id: &str,
+        certname: &str,
+    ) -> Result<String, RegistryError> {
+        self.up()?;
+        schemas::registration::check_instance_id(instance_id).map_err(|reason| {
+            RegistryError::Other {
+                location: self.location(),
+                reason,
+            }
+        })?;
+        Ok(self
+            .claims
+            .lock()
+            .expect("lock")
+            .entry(instance_id.to_owned())
+            .or_insert_with(|| certname.to_owned())
+            .clone())
     }
 }

@@ -35,6 +35,8 @@ pub struct Report {
     pub rejected: usize,
     pub would_sign: usize,
     pub errors: usize,
+    /// Rejected requests removed from the CA because they squatted on a pending registration.
+    pub evicted: usize,
     /// Set when the run stopped early (registry or CA unreachable), or was skipped (lock held).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -49,6 +51,7 @@ impl Report {
             Outcome::Rejected => self.rejected += 1,
             Outcome::WouldSign => self.would_sign += 1,
             Outcome::Error => self.errors += 1,
+            Outcome::Evicted => self.evicted += 1,
         }
         let rec = Record::new(
             Mode::Sweep,
@@ -139,6 +142,78 @@ pub async fn sweep_once(cfg: &SignerConfig, ca: &dyn Ca, dry_run: bool) -> Repor
     sweep_with(cfg, registry.as_ref(), ca, dry_run).await
 }
 
+/// Checks that run only once the certname's registration was found pending: a request refused by
+/// one of them occupies a name whose instance has yet to enroll, and the CA accepts no second
+/// request for a name while one is pending (`allow_duplicate_certs = false`).
+fn squats(check: Check) -> bool {
+    matches!(
+        check,
+        Check::Secret | Check::Forbidden | Check::Extensions | Check::Identity
+    )
+}
+
+/// Remove a rejected request that squats on a pending registration, if it is still the very
+/// request that was refused (same fingerprint). Nothing is ever signed here; a failure is
+/// reported and the sweep goes on.
+async fn evict_squatter(
+    report: &mut Report,
+    audit: &AuditLog,
+    ca: &dyn Ca,
+    name: &str,
+    sha: &str,
+    check: Check,
+) {
+    if !squats(check) {
+        return;
+    }
+    let item = |decision, reason: String| Item {
+        certname: name.to_owned(),
+        csr_sha256: sha.to_owned(),
+        decision,
+        check: Some(check),
+        reason: Some(reason),
+    };
+    let same = match ca.csr(name).await {
+        Ok(Some(pem)) => crate::csr::fingerprint(&pem) == sha,
+        Ok(None) => return,
+        Err(e) => {
+            report.push(
+                audit,
+                item(
+                    Outcome::Error,
+                    format!("re-fetching the rejected request to evict it: {e:#}"),
+                ),
+            );
+            return;
+        }
+    };
+    if !same {
+        return; // replaced meanwhile: the next run decides the new one
+    }
+    match ca.remove_request(name).await {
+        Ok(true) => report.push(
+            audit,
+            item(
+                Outcome::Evicted,
+                format!("request refused by the {check:?} check removed from the CA so the registered instance can submit its own"),
+            ),
+        ),
+        Ok(false) => {}
+        Err(e) => report.push(audit, item(Outcome::Error, format!("removing the rejected request: {e:#}"))),
+    }
+}
+
+/// The audit reason of an approval: the retry rule and/or the identity note.
+fn approval_note(a: &crate::decide::Approval) -> Option<String> {
+    let retry = a
+        .retry
+        .then(|| "retry for the CSR this registration was consumed by".to_owned());
+    match (retry, a.note.clone()) {
+        (Some(r), Some(n)) => Some(format!("{r}; {n}")),
+        (r, n) => r.or(n),
+    }
+}
+
 /// One sweep against a given registry and CA (no lock).
 pub async fn sweep_with(
     cfg: &SignerConfig,
@@ -147,7 +222,18 @@ pub async fn sweep_with(
     dry_run: bool,
 ) -> Report {
     let audit = AuditLog::new(&cfg.audit_log);
+    let trust =
+        match crate::identity::TrustedCerts::load(cfg.policy.identity.certificates.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                return Report {
+                    error: Some(format!("policy.identity.certificates: {e}")),
+                    ..Report::default()
+                };
+            }
+        };
     let decider = Decider {
+        trust: &trust,
         registry,
         policy: &cfg.policy,
         registry_deadline: cfg.deadlines.registry,
@@ -216,6 +302,7 @@ pub async fn sweep_with(
         let approval = match ev.verdict {
             Ok(a) => a,
             Err(r) => {
+                let check = r.check;
                 report.push(
                     &audit,
                     item(
@@ -225,6 +312,9 @@ pub async fn sweep_with(
                         Some(r.reason),
                     ),
                 );
+                if cfg.policy.evict_squatting_requests && !dry_run {
+                    evict_squatter(&mut report, &audit, ca, &p.name, &ev.csr_sha256, check).await;
+                }
                 continue;
             }
         };
@@ -235,9 +325,7 @@ pub async fn sweep_with(
                     &ev.csr_sha256,
                     Outcome::WouldSign,
                     None,
-                    approval
-                        .retry
-                        .then(|| "retry for the CSR this registration was consumed by".into()),
+                    approval_note(&approval),
                 ),
             );
             continue;
@@ -245,6 +333,7 @@ pub async fn sweep_with(
         match decider.consume(&approval, &ev.csr_sha256, now).await {
             Ok(Ok(_)) => {}
             Ok(Err(r)) => {
+                let check = r.check;
                 report.push(
                     &audit,
                     item(
@@ -254,6 +343,9 @@ pub async fn sweep_with(
                         Some(r.reason),
                     ),
                 );
+                if cfg.policy.evict_squatting_requests {
+                    evict_squatter(&mut report, &audit, ca, &p.name, &ev.csr_sha256, check).await;
+                }
                 continue;
             }
             Err(e) => {
@@ -307,9 +399,7 @@ pub async fn sweep_with(
                     &ev.csr_sha256,
                     Outcome::Signed,
                     None,
-                    approval
-                        .retry
-                        .then(|| "retry for the CSR this registration was consumed by".into()),
+                    approval_note(&approval),
                 ),
             ),
             Ok(SignOutcome::Gone) => report.push(
@@ -412,6 +502,9 @@ mod tests {
             *self.csr.lock().unwrap() = None;
             Ok(SignOutcome::Signed)
         }
+        async fn remove_request(&self, _: &str) -> Result<bool> {
+            Ok(self.csr.lock().unwrap().take().is_some())
+        }
     }
 
     fn cfg(dir: &std::path::Path) -> SignerConfig {
@@ -492,6 +585,47 @@ mod tests {
                 .contains("replaced before signing"),
             "{r:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_squatting_on_a_pending_registration_is_evicted_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path());
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        let key = craft::rsa_key(2048);
+        // The certname is known, the secret is not: refused, then removed so the instance can enrol.
+        let ca = ScriptedCa {
+            csr: Mutex::new(Some(Spec::new(CN, "guess").build(&key))),
+            ..Default::default()
+        };
+        let r = sweep_with(&c, &mem, &ca, true).await;
+        assert_eq!(
+            (r.rejected, r.evicted),
+            (1, 0),
+            "--dry-run evicts nothing: {r:?}"
+        );
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!((r.rejected, r.evicted, r.signed), (1, 1, 0), "{r:?}");
+        assert!(ca.csr.lock().unwrap().is_none(), "the request is gone");
+        assert!(mem.peek(CN).unwrap().consumed.is_none());
+        let audit = std::fs::read_to_string(&c.audit_log).unwrap();
+        assert!(audit.contains("\"decision\":\"evicted\""), "{audit}");
+        // No registration, or the switch off: the request stays for the operator to see.
+        for (with_reg, evict) in [(false, true), (true, false)] {
+            let mem = MemRegistry::default();
+            if with_reg {
+                registered(&mem).await;
+            }
+            c.policy.evict_squatting_requests = evict;
+            let ca = ScriptedCa {
+                csr: Mutex::new(Some(Spec::new(CN, "guess").build(&key))),
+                ..Default::default()
+            };
+            let r = sweep_with(&c, &mem, &ca, false).await;
+            assert_eq!((r.rejected, r.evicted), (1, 0), "{r:?}");
+            assert!(ca.csr.lock().unwrap().is_some());
+        }
     }
 
     #[test]

@@ -882,7 +882,9 @@ fn bench_hook_latency_and_decision_time() {
         );
         rt.block_on(mem.create(&r)).unwrap();
     }
+    let trust = signer::identity::TrustedCerts::builtin();
     let d = signer::decide::Decider {
+        trust: &trust,
         registry: &mem,
         policy: &policy,
         registry_deadline: std::time::Duration::from_secs(1),

@@ -9,7 +9,8 @@
 //!   "required" mode; no IMDSv1 fallback).
 //! - `/<version>/user-data` (404 when there is none), `/<version>/meta-data/instance-id`,
 //!   `/<version>/meta-data/local-hostname`, `/<version>/dynamic/instance-identity/document`
-//!   (JSON), for `<version>` = `latest` or a dated API version such as `2021-03-23`.
+//!   (JSON; with [`FakeImds::set_identity`], the given signed document, and its PKCS#7
+//!   `/dynamic/instance-identity/rsa2048` body, 404 otherwise), for `<version>` = `latest` or a dated API version such as `2021-03-23`.
 //!
 //! Knobs for tests: answer the next N requests with 503 ([`FakeImds::fail_next`]), delay every
 //! answer ([`FakeImds::set_delay`]), expire all tokens ([`FakeImds::expire_tokens`]) or cap
@@ -39,6 +40,8 @@ struct State {
     instance_id: String,
     local_hostname: String,
     region: String,
+    /// A signed identity: (document, rsa2048 body). `None`: a generated document, rsa2048 404.
+    identity: Option<(String, String)>,
     fail_next: u32,
     retry_after: Option<u64>,
     delay: Duration,
@@ -70,6 +73,7 @@ impl FakeImds {
             instance_id: "i-0123456789abcdef0".into(),
             local_hostname: "ip-10-0-0-12.eu-west-1.compute.internal".into(),
             region: "eu-west-1".into(),
+            identity: None,
             fail_next: 0,
             retry_after: None,
             delay: Duration::ZERO,
@@ -110,6 +114,14 @@ impl FakeImds {
     /// The region of the identity document (default `eu-west-1`).
     pub fn set_region(&self, r: &str) {
         self.with(|s| s.region = r.to_owned());
+    }
+    /// Serve this identity document and its `rsa2048` signature body (see [`crate::iid`]).
+    pub fn set_identity(&self, document: &str, rsa2048: &str) {
+        self.with(|s| s.identity = Some((document.to_owned(), rsa2048.to_owned())));
+    }
+    /// Back to a generated, unsigned document and a 404 for `rsa2048`.
+    pub fn clear_identity(&self) {
+        self.with(|s| s.identity = None);
     }
     /// Answer the next `n` requests (token PUTs included) with 503, optionally with `Retry-After`.
     pub fn fail_next(&self, n: u32, retry_after: Option<u64>) {
@@ -232,6 +244,14 @@ fn handle(req: tiny_http::Request, st: &Mutex<State>) {
                 Some("meta-data/local-hostname") => {
                     (200, s.local_hostname.clone().into_bytes(), None)
                 }
+                Some("dynamic/instance-identity/document") if s.identity.is_some() => {
+                    let (doc, _) = s.identity.as_ref().expect("checked");
+                    (200, doc.clone().into_bytes(), None)
+                }
+                Some("dynamic/instance-identity/rsa2048") => match &s.identity {
+                    Some((_, sig)) => (200, sig.clone().into_bytes(), None),
+                    None => (404, b"Not Found".to_vec(), None),
+                },
                 Some("dynamic/instance-identity/document") => {
                     let doc = serde_json::json!({
                         "accountId": "123456789012",

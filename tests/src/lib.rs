@@ -4,6 +4,7 @@
 pub mod aptrepo;
 pub mod bins;
 pub mod chroot;
+pub mod iid;
 pub mod imds;
 pub mod moto;
 pub mod puppet;
