@@ -15,7 +15,7 @@
 use crate::datasource::{self, Datasource, FetchOptions};
 use crate::marker::{self, ModuleResult, ModuleStatus, Outcome, RunResult};
 use crate::modules::{self, PlanState};
-use crate::plan::{Ctx, Engine, Mode, render_steps};
+use crate::plan::{Ctx, Engine, Identity, Mode, render_steps};
 use crate::rootfs::Root;
 use crate::runner::{ChrootRunner, Cmd, Redactor, Runner, programs};
 use std::path::PathBuf;
@@ -122,8 +122,9 @@ pub struct RunArgs {
 
 const PLAN_HELP: &str = "\
 Prints every file that would be written, with a unified diff against what is in the root,
-and every command that would run, in order. Secrets are shown as <redacted>. Nothing changes
-(keys named by keyid are not fetched: the plan says where they would come from).
+and every command that would run, in order. Secrets are shown as <redacted>, the instance
+identity proof (puppet.instance_identity) shortened. Nothing changes (keys named by keyid are
+not fetched: the plan says where they would come from).
 
 Examples:
   bootcfg plan --root /mnt/image --user-data ud.yaml --instance-id i-0123 --hostname web-1.example.com
@@ -602,6 +603,7 @@ fn execute_inner(
     for s in modules::secrets(&ud, &iid) {
         ctx.redactor.add(&s);
     }
+    ctx.set_identity(identity(&job.ds, fetched.identity_rsa2048));
     let runner = ChrootRunner::new(
         root.path().to_owned(),
         ctx.redactor.clone(),
@@ -612,6 +614,35 @@ fn execute_inner(
     } else {
         Mode::Apply
     };
+    // `puppet.instance_identity` without a document: refuse before anything is touched (apply
+    // would otherwise configure apt and packages, then stop at the puppet module every boot).
+    // `plan` shows it as the puppet module's error instead.
+    if mode == Mode::Apply
+        && !(job.kind == Kind::Run && marker::is_done(root, &iid, "puppet"))
+        && let Some(p) = &ud.puppet
+        && let Err(e) = modules::puppet::instance_identity(p, &ctx)
+    {
+        let msg = ctx.mask(&e.to_string());
+        tracing::error!(module = "puppet", "{msg}");
+        for m in modules::all() {
+            let puppet = m.name() == "puppet";
+            result.modules.push(ModuleResult {
+                name: m.name().to_owned(),
+                status: if puppet {
+                    ModuleStatus::Failed
+                } else {
+                    ModuleStatus::NotRun
+                },
+                duration_ms: 0,
+                error: puppet.then(|| msg.clone()),
+                steps: Vec::new(),
+            });
+        }
+        result.error = Some(format!(
+            "module puppet cannot run (nothing was changed): {msg}"
+        ));
+        return 1;
+    }
     let mut engine = Engine::new(&ctx, &runner, mode);
     let mut st = PlanState::default();
     let mut failed = false;
@@ -659,7 +690,7 @@ fn execute_inner(
                 }
             }
             Err(e) => {
-                let msg = ctx.redactor.apply(&e.to_string());
+                let msg = ctx.mask(&e.to_string());
                 tracing::error!(module = name, "{msg}");
                 mr.status = ModuleStatus::Failed;
                 mr.error = Some(msg);
@@ -699,5 +730,57 @@ fn execute_inner(
     } else {
         result.outcome = Outcome::Success;
         0
+    }
+}
+
+/// What this run has for `puppet.instance_identity`: IMDS's `rsa2048` body, or why there is none.
+fn identity(ds: &Datasource, rsa2048: Option<String>) -> Identity {
+    const ONLY_IMDS: &str = "only EC2's IMDS serves a signed instance identity document";
+    match (ds, rsa2048) {
+        (Datasource::Imds(_), Some(v)) => Identity::Available(v),
+        (Datasource::Imds(url), None) => Identity::Unavailable(format!(
+            "IMDS at {url} answered 404 for {}/{}",
+            crate::imds::API_VERSION,
+            crate::imds::IDENTITY_RSA2048
+        )),
+        (Datasource::Seed(_), _) => Identity::Unavailable(format!(
+            "the datasource is {} (a seed directory); {ONLY_IMDS}",
+            ds.describe()
+        )),
+        (Datasource::File(p), _) => Identity::Unavailable(format!(
+            "the user-data comes from --user-data {}; {ONLY_IMDS}",
+            p.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_available_only_from_imds() {
+        let imds = Datasource::Imds("http://169.254.169.254".into());
+        assert_eq!(
+            identity(&imds, Some("MIAG".into())),
+            Identity::Available("MIAG".into())
+        );
+        let Identity::Unavailable(why) = identity(&imds, None) else {
+            panic!("no body, no identity")
+        };
+        assert!(why.contains("404") && why.contains("rsa2048"), "{why}");
+        let seed = Datasource::Seed("/seed".into());
+        let Identity::Unavailable(why) = identity(&seed, Some("MIAG".into())) else {
+            panic!("a seed never has one")
+        };
+        assert!(
+            why.contains("nocloud:/seed") && why.contains("only EC2's IMDS"),
+            "{why}"
+        );
+        let file = Datasource::File("/tmp/ud.yaml".into());
+        let Identity::Unavailable(why) = identity(&file, None) else {
+            panic!("a file never has one")
+        };
+        assert!(why.contains("--user-data /tmp/ud.yaml"), "{why}");
     }
 }

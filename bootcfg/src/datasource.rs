@@ -38,6 +38,9 @@ pub struct Fetched {
     pub user_data: Option<Vec<u8>>,
     pub instance_id: Option<String>,
     pub hostname: Option<String>,
+    /// IMDS `dynamic/instance-identity/rsa2048` on one line (see [`crate::imds::Metadata`]);
+    /// `None` for [`Datasource::File`] and [`Datasource::Seed`], and on an IMDS 404.
+    pub identity_rsa2048: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +84,7 @@ pub fn fetch(ds: &Datasource, opts: &FetchOptions) -> Result<Fetched, Datasource
                 user_data: Some(b),
                 instance_id: None,
                 hostname: None,
+                identity_rsa2048: None,
             })
         }
         Datasource::Seed(dir) => {
@@ -115,6 +119,7 @@ pub fn fetch(ds: &Datasource, opts: &FetchOptions) -> Result<Fetched, Datasource
                 user_data,
                 instance_id: Some(instance_id),
                 hostname: get("local-hostname").or_else(|| get("hostname")),
+                identity_rsa2048: None,
             })
         }
         Datasource::Imds(url) => {
@@ -125,6 +130,7 @@ pub fn fetch(ds: &Datasource, opts: &FetchOptions) -> Result<Fetched, Datasource
                 user_data: md.user_data,
                 instance_id: Some(md.instance_id),
                 hostname: md.local_hostname,
+                identity_rsa2048: md.identity_rsa2048,
             })
         }
     }
@@ -153,6 +159,10 @@ mod tests {
         assert_eq!(f.instance_id.as_deref(), Some("iid-feas-1"));
         assert_eq!(f.hostname.as_deref(), Some("feas-node"));
         assert_eq!(f.user_data, None);
+        assert_eq!(
+            f.identity_rsa2048, None,
+            "only IMDS serves an identity document"
+        );
         std::fs::write(d.path().join("user-data"), "#cloud-config\n").unwrap();
         assert!(
             fetch(&Datasource::Seed(d.path().into()), &opts())

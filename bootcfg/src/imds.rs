@@ -5,7 +5,10 @@
 //!   There is no IMDSv1 fallback. The token never appears in logs.
 //! - Reads are pinned to API version [`API_VERSION`] (`2021-03-23`, the newest version
 //!   cloud-init probes; it has everything bootcfg reads): `user-data`, `meta-data/instance-id`,
-//!   `meta-data/local-hostname`, `dynamic/instance-identity/document`.
+//!   `meta-data/local-hostname`, `dynamic/instance-identity/document`,
+//!   `dynamic/instance-identity/rsa2048` (the AWS-signed PKCS#7 of the document, base64 in
+//!   76-column lines: read as one line with all whitespace removed, for `puppet.instance_identity`;
+//!   refused if over [`MAX_IDENTITY_BYTES`] or not base64).
 //! - 404 on `user-data` means "no user-data" (`Ok(None)`), not an error.
 //! - 401 (token expired or rejected) gets a fresh token and one more try.
 //! - 403 is a clear error, never retried: IMDS refuses us (IMDS disabled on the instance, or a
@@ -28,6 +31,10 @@ pub const API_VERSION: &str = "2021-03-23";
 pub const TOKEN_TTL_SECONDS: u32 = 21600;
 pub const TOKEN_HEADER: &str = "X-aws-ec2-metadata-token";
 pub const TTL_HEADER: &str = "X-aws-ec2-metadata-token-ttl-seconds";
+/// The AWS-signed instance identity proof (base64 of a PKCS#7 SignedData, no PEM armour).
+pub const IDENTITY_RSA2048: &str = "dynamic/instance-identity/rsa2048";
+/// Largest `rsa2048` body accepted, in bytes (EC2's is about 1.5 KB).
+pub const MAX_IDENTITY_BYTES: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImdsError {
@@ -61,6 +68,51 @@ pub struct Metadata {
     pub instance_id: String,
     pub local_hostname: Option<String>,
     pub region: Option<String>,
+    /// The body of `dynamic/instance-identity/rsa2048` on one line (all ASCII whitespace
+    /// removed, checked to be base64); `None` on 404.
+    pub identity_rsa2048: Option<String>,
+}
+
+/// The `rsa2048` body as one line: every ASCII whitespace character removed (IMDS breaks it
+/// into 76-column lines; Puppet writes custom attributes as PrintableString, where a newline is
+/// illegal). Refused, naming `url`, when the body is over [`MAX_IDENTITY_BYTES`], empty, or
+/// holds anything outside the base64 alphabet `A-Za-z0-9+/=`.
+pub fn identity_one_line(url: &str, body: &[u8]) -> Result<String, ImdsError> {
+    let refuse = |message: String| ImdsError::Body {
+        url: url.to_owned(),
+        message,
+    };
+    if body.len() > MAX_IDENTITY_BYTES {
+        return Err(refuse(format!(
+            "the instance identity signature is {} bytes, more than the {MAX_IDENTITY_BYTES} \
+             expected of an AWS-signed PKCS#7; refusing it",
+            body.len()
+        )));
+    }
+    let mut out = String::with_capacity(body.len());
+    for (i, &b) in body.iter().enumerate() {
+        if b.is_ascii_whitespace() {
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')) {
+            let shown = if b.is_ascii_graphic() {
+                format!("`{}`", char::from(b))
+            } else {
+                format!("0x{b:02x}")
+            };
+            return Err(refuse(format!(
+                "the instance identity signature is not base64: byte {i} is {shown} \
+                 (expected only A-Z a-z 0-9 + / = and line breaks); refusing it"
+            )));
+        }
+        out.push(char::from(b));
+    }
+    if out.is_empty() {
+        return Err(refuse(
+            "the instance identity signature is empty; refusing it".into(),
+        ));
+    }
+    Ok(out)
 }
 
 pub struct Imds {
@@ -219,6 +271,10 @@ impl Imds {
         Err(ImdsError::Status { url, status: 401 })
     }
 
+    fn url(&self, path: &str) -> String {
+        format!("{}/{API_VERSION}/{path}", self.base)
+    }
+
     fn get_text(&self, path: &str) -> Result<Option<String>, ImdsError> {
         Ok(self
             .get(path)?
@@ -239,7 +295,7 @@ impl Imds {
             None => self
                 .get_text("meta-data/instance-id")?
                 .ok_or_else(|| ImdsError::Body {
-                    url: format!("{}/{API_VERSION}/meta-data/instance-id", self.base),
+                    url: self.url("meta-data/instance-id"),
                     message: "404: IMDS has no instance id".into(),
                 })?,
         };
@@ -247,11 +303,16 @@ impl Imds {
             .as_ref()
             .and_then(|d| d["region"].as_str().map(str::to_owned));
         let local_hostname = self.get_text("meta-data/local-hostname")?;
+        let identity_rsa2048 = match self.get(IDENTITY_RSA2048)? {
+            Some(body) => Some(identity_one_line(&self.url(IDENTITY_RSA2048), &body)?),
+            None => None,
+        };
         Ok(Metadata {
             user_data,
             instance_id,
             local_hostname,
             region,
+            identity_rsa2048,
         })
     }
 }
@@ -264,5 +325,42 @@ mod tests {
     fn backoff_doubles_then_caps() {
         let d: Vec<u64> = (0..8).map(|n| backoff(n).as_millis() as u64).collect();
         assert_eq!(d, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+    }
+
+    const URL: &str = "http://169.254.169.254/2021-03-23/dynamic/instance-identity/rsa2048";
+
+    #[test]
+    fn identity_body_becomes_one_line() {
+        let body = format!("{}\n{}\r\n{}==\n", "A".repeat(76), "b+/9".repeat(19), "Zz");
+        let one = identity_one_line(URL, body.as_bytes()).unwrap();
+        assert_eq!(one.len(), 76 + 76 + 4);
+        assert!(!one.contains(|c: char| c.is_whitespace()), "{one}");
+        assert!(one.ends_with("Zz=="));
+    }
+
+    #[test]
+    fn identity_body_that_is_not_base64_or_too_big_is_refused_naming_the_url() {
+        for (body, want) in [
+            (
+                "MIAG\n-----BEGIN PKCS7-----\n".to_owned(),
+                "not base64: byte 5 is `-`",
+            ),
+            ("MIAG%0A".to_owned(), "not base64: byte 4 is `%`"),
+            (" \n\n".to_owned(), "empty"),
+            (
+                "A".repeat(MAX_IDENTITY_BYTES + 1),
+                "4097 bytes, more than the 4096",
+            ),
+        ] {
+            let e = identity_one_line(URL, body.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(URL) && e.contains(want), "{e}");
+        }
+        let e = identity_one_line(URL, "MIAG\u{e9}".as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("byte 4 is 0xc3"), "{e}");
+        assert!(identity_one_line(URL, "A".repeat(MAX_IDENTITY_BYTES).as_bytes()).is_ok());
     }
 }

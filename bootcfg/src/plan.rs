@@ -222,6 +222,97 @@ pub enum StepError {
     Invalid(String),
 }
 
+/// Whether this run has the EC2 instance identity proof that `puppet.instance_identity` puts
+/// into the CSR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The body of IMDS `dynamic/instance-identity/rsa2048` on one line (whitespace removed,
+    /// checked to be base64 by [`crate::imds::identity_one_line`]).
+    Available(String),
+    /// Why there is none, e.g. "the datasource is nocloud:/seed; only EC2's IMDS serves a
+    /// signed instance identity document".
+    Unavailable(String),
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity::Unavailable("no datasource was read".to_owned())
+    }
+}
+
+/// Characters of a shortened value that stay visible.
+pub const SHORTEN_KEEP: usize = 32;
+
+/// `value` as its first [`SHORTEN_KEEP`] characters, `…` and its length:
+/// `MIAGCSqGSIb3DQEHAqCAMIACAQExDzAN… (1484 characters)`.
+pub fn shortened(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= SHORTEN_KEEP {
+        return value.to_owned();
+    }
+    let head: String = value.chars().take(SHORTEN_KEEP).collect();
+    format!("{head}… ({n} characters)")
+}
+
+/// Long values that plan output, diffs, results and logs show shortened ([`shortened`]), never
+/// in full: the instance identity proof. Works like [`Redactor`] (which hides secrets), with a
+/// second kind of rule for values it was not given: whatever base64 follows a marker such as
+/// `<oid>:` (an older identity in a file on disk).
+#[derive(Debug, Clone, Default)]
+pub struct Shortener {
+    values: Vec<String>,
+    markers: Vec<String>,
+}
+
+impl Shortener {
+    /// Shorten `value` wherever it appears.
+    pub fn add(&mut self, value: &str) {
+        if value.chars().count() > SHORTEN_KEEP && !self.values.iter().any(|v| v == value) {
+            self.values.push(value.to_owned());
+            self.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        }
+    }
+    /// Shorten the base64 run (optionally quoted) that follows `marker` on a line.
+    pub fn add_marker(&mut self, marker: &str) {
+        if !marker.is_empty() && !self.markers.iter().any(|m| m == marker) {
+            self.markers.push(marker.to_owned());
+        }
+    }
+    pub fn apply(&self, text: &str) -> String {
+        let mut t = text.to_owned();
+        for v in &self.values {
+            if t.contains(v.as_str()) {
+                t = t.replace(v.as_str(), &shortened(v));
+            }
+        }
+        for m in &self.markers {
+            t = shorten_after(&t, m);
+        }
+        t
+    }
+}
+
+/// Every base64 run longer than [`SHORTEN_KEEP`] that follows `marker` (then spaces and an
+/// optional quote), shortened.
+fn shorten_after(text: &str, marker: &str) -> String {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(marker) {
+        let after = i + marker.len();
+        out.push_str(&rest[..after]);
+        rest = &rest[after..];
+        let lead = rest.len() - rest.trim_start_matches([' ', '\t', '"', '\'']).len();
+        out.push_str(&rest[..lead]);
+        rest = &rest[lead..];
+        let run = rest.find(|c: char| !is_b64(c)).unwrap_or(rest.len());
+        out.push_str(&shortened(&rest[..run]));
+        rest = &rest[run..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Facts about the machine being configured, read once.
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -236,6 +327,10 @@ pub struct Ctx {
     /// dpkg architecture (`amd64`, `arm64`).
     pub arch: String,
     pub redactor: Redactor,
+    /// The EC2 instance identity proof for `puppet.instance_identity` (set with
+    /// [`Ctx::set_identity`], which also registers it with `shortener`).
+    pub identity: Identity,
+    pub shortener: Shortener,
 }
 
 impl Ctx {
@@ -271,8 +366,31 @@ impl Ctx {
             release: get("VERSION_CODENAME").filter(|s| !s.is_empty()),
             arch,
             redactor: Redactor::default(),
+            identity: Identity::default(),
+            shortener: identity_shortener(),
         }
     }
+
+    /// Set the identity proof; an available one is shown shortened from now on.
+    pub fn set_identity(&mut self, identity: Identity) {
+        if let Identity::Available(v) = &identity {
+            self.shortener.add(v);
+        }
+        self.identity = identity;
+    }
+
+    /// `text` as plan output, results and logs may show it: long values shortened, secrets
+    /// redacted.
+    pub fn mask(&self, text: &str) -> String {
+        self.redactor.apply(&self.shortener.apply(text))
+    }
+}
+
+/// A shortener that knows the instance identity attribute's line in `csr_attributes.yaml`.
+fn identity_shortener() -> Shortener {
+    let mut s = Shortener::default();
+    s.add_marker(&format!("{}:", schemas::oids::INSTANCE_IDENTITY));
+    s
 }
 
 /// Carries out (or shows) actions. See the module docs.
@@ -324,7 +442,7 @@ impl<'a> Engine<'a> {
     }
 
     fn show_cmd(&self, cmd: &Cmd) -> String {
-        let mut s = self.ctx.redactor.apply(&cmd.display());
+        let mut s = self.ctx.mask(&cmd.display());
         if let Some(input) = &cmd.stdin {
             s.push_str(&format!("  <<< stdin: {} line(s)", input.lines().count()));
         }
@@ -670,8 +788,8 @@ impl<'a> Engine<'a> {
             .map(|o| String::from_utf8_lossy(o).into_owned())
             .unwrap_or_default();
         let new_s = String::from_utf8_lossy(new);
-        let old_s = self.ctx.redactor.apply(&old_s);
-        let new_s = self.ctx.redactor.apply(&new_s);
+        let old_s = self.ctx.mask(&old_s);
+        let new_s = self.ctx.mask(&new_s);
         if old.is_some() && old_s == new_s {
             return "unchanged".to_owned();
         }
@@ -834,6 +952,39 @@ mod tests {
             apt_summary_changed("hello is already the newest version"),
             None
         );
+    }
+
+    #[test]
+    fn shortener_shows_the_start_and_the_length() {
+        let v = format!("MIAGCSqGSIb3DQEHAqCAMIACAQExDzAN{}", "A".repeat(1452));
+        assert_eq!(
+            shortened(&v),
+            "MIAGCSqGSIb3DQEHAqCAMIACAQExDzAN… (1484 characters)"
+        );
+        assert_eq!(shortened("short"), "short");
+        let mut s = Shortener::default();
+        s.add(&v);
+        assert_eq!(
+            s.apply(&format!("a {v} b")),
+            "a MIAGCSqGSIb3DQEHAqCAMIACAQExDzAN… (1484 characters) b"
+        );
+        // an older value after the marker, unknown to the shortener, is shortened too
+        s.add_marker("2.25.1:");
+        let old = format!(
+            "x:\n  2.25.1: {}\n  2.25.1: \"{}\"\n  2.25.1: abc\n",
+            "B".repeat(40),
+            "C".repeat(40)
+        );
+        assert_eq!(
+            s.apply(&old),
+            format!(
+                "x:\n  2.25.1: {}… (40 characters)\n  2.25.1: \"{}… (40 characters)\"\n  2.25.1: abc\n",
+                "B".repeat(32),
+                "C".repeat(32)
+            )
+        );
+        // idempotent
+        assert_eq!(s.apply(&s.apply(&old)), s.apply(&old));
     }
 
     #[test]

@@ -49,8 +49,68 @@ fn token_first_then_pinned_reads_with_the_token() {
             "pinned version: {}",
             s.path
         );
-        assert!(s.token.is_some() && s.status == 200, "{s:?}");
+        // no signed identity set on the fake: its rsa2048 is 404
+        let want = if s.path.ends_with("/rsa2048") {
+            404
+        } else {
+            200
+        };
+        assert!(s.token.is_some() && s.status == want, "{s:?}");
     }
+    assert_eq!(md.identity_rsa2048, None);
+}
+
+#[test]
+fn identity_rsa2048_comes_back_on_one_line_and_404_is_none() {
+    let fake = FakeImds::start(None);
+    let aws = testkit::iid::TestAws::generate("eu-west-1");
+    let doc = testkit::iid::Doc::new("i-0123456789abcdef0", "ami-0123456789abcdef0", "eu-west-1")
+        .render();
+    let body = aws.sign(&doc);
+    assert!(
+        body.lines().count() > 10 && body.lines().all(|l| l.len() <= 76),
+        "the fake serves 76-column lines: {body}"
+    );
+    fake.set_identity(&doc, &format!("{body}\n"));
+    let md = client(&fake.url, 10, 2000).metadata().unwrap();
+    let one = md.identity_rsa2048.expect("rsa2048 served");
+    assert_eq!(one, body.split_whitespace().collect::<String>());
+    assert!(!one.chars().any(char::is_whitespace), "{one}");
+    assert!(one.starts_with("MI"), "base64 of a DER SEQUENCE: {one}");
+    assert!(
+        fake.log()
+            .iter()
+            .any(|s| s.path == format!("/{API_VERSION}/dynamic/instance-identity/rsa2048")),
+        "read at the pinned version"
+    );
+    // 404: no identity, not an error
+    fake.clear_identity();
+    let md = client(&fake.url, 10, 2000).metadata().unwrap();
+    assert_eq!(md.identity_rsa2048, None);
+    assert_eq!(md.instance_id, "i-0123456789abcdef0");
+}
+
+#[test]
+fn identity_rsa2048_that_is_not_base64_is_refused_naming_the_url() {
+    let fake = FakeImds::start(None);
+    fake.set_identity(
+        "{}",
+        "-----BEGIN PKCS7-----\nMIAGCSqGSIb3DQEHAqCAMIACAQExDzAN\n-----END PKCS7-----\n",
+    );
+    let err = client(&fake.url, 10, 2000).metadata().unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "/{API_VERSION}/dynamic/instance-identity/rsa2048: "
+        )) && msg.contains("not base64"),
+        "{msg}"
+    );
+    fake.set_identity("{}", &"QUFB".repeat(1025));
+    let msg = client(&fake.url, 10, 2000)
+        .metadata()
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("4100 bytes, more than the 4096"), "{msg}");
 }
 
 #[test]
@@ -314,4 +374,108 @@ fn cli_imds_403_fails_with_exit_1_and_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("403 Forbidden"), "{err}");
+}
+
+const IDENTITY_UD: &[u8] =
+    b"#cloud-config\npuppet:\n  install: false\n  start_service: false\n  instance_identity: true\n";
+
+#[test]
+fn cli_plan_shows_the_identity_shortened_and_apply_writes_it_whole() {
+    let fake = FakeImds::start(Some(IDENTITY_UD));
+    let aws = testkit::iid::TestAws::generate("eu-west-1");
+    let doc = testkit::iid::Doc::new("i-0123456789abcdef0", "ami-0123456789abcdef0", "eu-west-1")
+        .render();
+    let body = aws.sign(&doc);
+    fake.set_identity(&doc, &body);
+    let one: String = body.split_whitespace().collect();
+    let short = format!("{}… ({} characters)", &one[..32], one.chars().count());
+    let iid = schemas::oids::INSTANCE_IDENTITY;
+    let root = debian_root();
+    let r = root.path().to_str().unwrap();
+    let out = bootcfg()
+        .args(["plan", "--root", r, "--imds-url", &fake.url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("+  {iid}: {short}")), "{stdout}");
+    assert!(
+        !stdout.contains(&one[..64]) && !stderr.contains(&one[..64]),
+        "{stdout}\n{stderr}"
+    );
+    let out = bootcfg()
+        .args([
+            "apply",
+            "--root",
+            r,
+            "--imds-url",
+            &fake.url,
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains(&one[..64]) && stdout.contains(&short),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("etc/puppet/csr_attributes.yaml")).unwrap(),
+        format!("custom_attributes:\n  {iid}: {one}\n")
+    );
+    let saved = std::fs::read_to_string(root.path().join("var/lib/bootcfg/result.json")).unwrap();
+    assert!(!saved.contains(&one[..64]), "{saved}");
+}
+
+#[test]
+fn cli_instance_identity_from_a_seed_fails_before_touching_anything() {
+    let root = debian_root();
+    let seed = tempfile::tempdir().unwrap();
+    std::fs::write(
+        seed.path().join("user-data"),
+        [
+            &b"#cloud-config\napt:\n  conf: |\n    APT::Acquire::Retries \"5\";\n"[..],
+            &IDENTITY_UD[b"#cloud-config\n".len()..],
+        ]
+        .concat(),
+    )
+    .unwrap();
+    std::fs::write(seed.path().join("meta-data"), "instance-id: iid-seed-1\n").unwrap();
+    let r = root.path().to_str().unwrap();
+    let s = seed.path().to_str().unwrap();
+    for cmd in ["plan", "apply"] {
+        let out = bootcfg()
+            .args([cmd, "--root", r, "--seed-dir", s])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {all}");
+        for want in [
+            "puppet.instance_identity:",
+            &format!("nocloud:{s}"),
+            "only EC2's IMDS serves a signed instance identity document",
+            "run bootcfg on EC2 with IMDSv2",
+        ] {
+            assert!(all.contains(want), "{cmd}: missing {want:?} in {all}");
+        }
+    }
+    assert!(
+        !root
+            .path()
+            .join("etc/apt/apt.conf.d/94cloud-init-config")
+            .exists(),
+        "apply changed nothing"
+    );
 }

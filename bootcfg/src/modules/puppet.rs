@@ -21,11 +21,20 @@
 //! - `ca_cert` → `<ssl_dir>/certs/ca.pem`, 0644, ssldir 0771 (owner root: the agent runs as root).
 //! - `csr_attributes.yaml` is written **0600** (cloud-init: 0644) since it holds the challenge
 //!   password; `%i` in its values is the instance id.
+//! - `instance_identity: true` (bootcfg extension, default `false`): the AWS-signed instance
+//!   identity document, the body of IMDS `dynamic/instance-identity/rsa2048` with all whitespace
+//!   removed (one line: Puppet writes custom attributes as PrintableString, where a newline is
+//!   illegal), goes into `csr_attributes.yaml` as custom attribute
+//!   [`schemas::oids::INSTANCE_IDENTITY`] (the file is written even when user-data has no
+//!   `csr_attributes`). The bootcfg signer requires it. Only EC2's IMDS serves the document: with
+//!   a seed directory or `--user-data` the module cannot be planned (a clear error; a value is
+//!   never made up). `plan`, results and logs show it shortened
+//!   (`MIAGCSqGSIb3DQEHAqCAMIACAQExDzAN… (1484 characters)`); the file holds it in full.
 //! - `exec`: exit code 2 ("changes applied" with `--test`/`--detailed-exitcodes`) is success
 //!   (cloud-init treats it as failure, issue #5747).
 
 use super::{Module, PlanState, apt_get};
-use crate::plan::{Action, Content, Ctx, StepError};
+use crate::plan::{Action, Content, Ctx, Identity, StepError};
 use crate::runner::{Cmd, programs};
 use schemas::userdata::model::{InstallType, UserData};
 
@@ -107,6 +116,27 @@ pub fn csr_yaml(csr: &schemas::userdata::model::CsrAttributes, ctx: &Ctx) -> Str
     serde_yaml_ng::to_string(&Value::Mapping(top)).unwrap_or_default()
 }
 
+/// The instance identity attribute's value when `puppet.instance_identity` is set (`Ok(None)`
+/// when it is not); an error naming the key, the reason and the fix when this run has no
+/// identity document.
+pub fn instance_identity(
+    p: &schemas::userdata::model::Puppet,
+    ctx: &Ctx,
+) -> Result<Option<String>, StepError> {
+    if !p.instance_identity {
+        return Ok(None);
+    }
+    match &ctx.identity {
+        Identity::Available(v) => Ok(Some(v.clone())),
+        Identity::Unavailable(why) => Err(StepError::Invalid(format!(
+            "puppet.instance_identity: the CSR must carry the AWS-signed instance identity \
+             document, but there is none: {why}\n  fix: run bootcfg on EC2 with IMDSv2 \
+             (its default datasource, or --imds-url), or remove `puppet.instance_identity` \
+             from the user-data"
+        ))),
+    }
+}
+
 impl Module for Puppet {
     fn name(&self) -> &'static str {
         "puppet"
@@ -116,6 +146,8 @@ impl Module for Puppet {
         let Some(p) = &ud.puppet else {
             return Ok(Vec::new());
         };
+        // before any action: without the document nothing of this module is planned
+        let identity = instance_identity(p, ctx)?;
         let l = layout(p);
         let mut a = Vec::new();
         if p.install {
@@ -167,7 +199,16 @@ impl Module for Puppet {
                 mode: 0o644,
             });
         }
-        if let Some(csr) = &p.csr_attributes {
+        let csr = match identity {
+            Some(v) => {
+                let mut csr = p.csr_attributes.clone().unwrap_or_default();
+                csr.custom_attributes
+                    .insert(schemas::oids::INSTANCE_IDENTITY.to_owned(), v);
+                Some(csr)
+            }
+            None => p.csr_attributes.clone(),
+        };
+        if let Some(csr) = &csr {
             a.push(Action::Write {
                 path: l.csr_attributes.clone(),
                 content: Content::Text(csr_yaml(csr, ctx)),
@@ -291,6 +332,158 @@ mod tests {
         assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains("<redacted>"), "{text}");
         assert!(rec.cmds.borrow().is_empty(), "plan runs nothing");
+    }
+
+    /// A stand-in for an `rsa2048` body as bootcfg keeps it: 1484 base64 characters, one line.
+    fn rsa2048() -> String {
+        let mut v = "MIAGCSqGSIb3DQEHAqCAMIACAQExDzAN".to_owned();
+        while v.len() < 1484 {
+            v.push_str("BglghkgBZQMEAgEFADCABgkqhkiG9w0BBwGggCSABIIB+/");
+        }
+        v.truncate(1482);
+        v.push_str("==");
+        v
+    }
+
+    fn with_identity(csr: Option<CsrAttributes>) -> UserData {
+        UserData {
+            puppet: Some(P {
+                install: false,
+                start_service: false,
+                csr_attributes: csr,
+                instance_identity: true,
+                ..P::default()
+            }),
+            ..UserData::default()
+        }
+    }
+
+    const IID: &str = schemas::oids::INSTANCE_IDENTITY;
+    const SHORT: &str = "MIAGCSqGSIb3DQEHAqCAMIACAQExDzAN… (1484 characters)";
+
+    #[test]
+    fn instance_identity_is_one_line_in_the_0600_csr_attributes() {
+        let v = rsa2048();
+        // no `csr_attributes` in user-data: the file is written for the identity alone
+        let (d, mut ctx) = root();
+        ctx.set_identity(Identity::Available(v.clone()));
+        let acts = Puppet
+            .plan(&with_identity(None), &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "puppet", &acts);
+        assert_eq!(
+            read(&d, "/etc/puppet/csr_attributes.yaml"),
+            format!("custom_attributes:\n  {IID}: {v}\n")
+        );
+        assert_eq!(mode(&d, "/etc/puppet/csr_attributes.yaml"), 0o600);
+        // next to the user-data's own attributes
+        let (d, mut ctx) = root();
+        ctx.set_identity(Identity::Available(v.clone()));
+        let csr = ud().puppet.unwrap().csr_attributes;
+        let acts = Puppet
+            .plan(&with_identity(csr), &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "puppet", &acts);
+        let text = read(&d, "/etc/puppet/csr_attributes.yaml");
+        assert_eq!(
+            text,
+            format!(
+                "custom_attributes:\n  1.2.840.113549.1.9.7: s3cret-i-0abc\n  {IID}: {v}\nextension_requests:\n  pp_instance_id: i-0abc\n"
+            )
+        );
+        let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(parsed["custom_attributes"][IID].as_str(), Some(v.as_str()));
+        // off (the default): nothing about the identity, and no file without csr_attributes
+        let (d, mut ctx) = root();
+        ctx.set_identity(Identity::Available(v));
+        let mut u = with_identity(None);
+        u.puppet.as_mut().unwrap().instance_identity = false;
+        let acts = Puppet.plan(&u, &ctx, &mut PlanState::default()).unwrap();
+        apply(&ctx, "puppet", &acts);
+        assert!(!d.path().join("etc/puppet/csr_attributes.yaml").exists());
+    }
+
+    #[test]
+    fn plan_output_shows_the_identity_only_shortened() {
+        let v = rsa2048();
+        let (d, mut ctx) = root();
+        for s in crate::modules::secrets(&ud(), &ctx.instance_id) {
+            ctx.redactor.add(&s);
+        }
+        ctx.set_identity(Identity::Available(v.clone()));
+        let u = with_identity(ud().puppet.unwrap().csr_attributes);
+        // an identity from an earlier boot already on disk: shown shortened as well
+        let old = format!("MIAGoldoldold{}", "Q".repeat(1000));
+        std::fs::create_dir_all(d.path().join("etc/puppet")).unwrap();
+        std::fs::write(
+            d.path().join("etc/puppet/csr_attributes.yaml"),
+            format!("custom_attributes:\n  {IID}: {old}\n"),
+        )
+        .unwrap();
+        let rec = Recorder::default();
+        let mut e = crate::plan::Engine::new(&ctx, &rec, crate::plan::Mode::Plan);
+        for a in Puppet.plan(&u, &ctx, &mut PlanState::default()).unwrap() {
+            e.execute("puppet", &a).unwrap();
+        }
+        let text = crate::plan::render_steps(&e.steps, crate::plan::Mode::Plan);
+        assert!(text.contains(&format!("+  {IID}: {SHORT}")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "-  {IID}: MIAGoldoldold{}… (1013 characters)",
+                "Q".repeat(19)
+            )),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&v[..100]) && !text.contains(&old[..100]),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+        // the steps (what --output json and result.json hold) never carry it either
+        let json = serde_json::to_string(&e.steps).unwrap();
+        assert!(!json.contains(&v[..100]) && json.contains(SHORT), "{json}");
+        assert!(rec.cmds.borrow().is_empty(), "plan runs nothing");
+        // and errors or logs that quote the value show it shortened
+        assert_eq!(ctx.mask(&format!("bad: {v}")), format!("bad: {SHORT}"));
+        // apply writes the full value, while its steps show it shortened
+        let rec = Recorder::default();
+        let mut e = crate::plan::Engine::new(&ctx, &rec, crate::plan::Mode::Apply);
+        for a in Puppet.plan(&u, &ctx, &mut PlanState::default()).unwrap() {
+            e.execute("puppet", &a).unwrap();
+        }
+        assert!(read(&d, "/etc/puppet/csr_attributes.yaml").contains(&format!("{IID}: {v}\n")));
+        let json = serde_json::to_string(&e.steps).unwrap();
+        assert!(!json.contains(&v[..100]) && json.contains(SHORT), "{json}");
+    }
+
+    #[test]
+    fn instance_identity_without_a_document_is_a_clear_error() {
+        let (d, mut ctx) = root();
+        ctx.set_identity(Identity::Unavailable(
+            "the datasource is nocloud:/seed (a seed directory); only EC2's IMDS serves a signed instance identity document".into(),
+        ));
+        let e = Puppet
+            .plan(&with_identity(None), &ctx, &mut PlanState::default())
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "puppet.instance_identity:",
+            "nocloud:/seed",
+            "only EC2's IMDS serves a signed instance identity document",
+            "fix: run bootcfg on EC2 with IMDSv2",
+            "or remove `puppet.instance_identity`",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in {e}");
+        }
+        // the default context (no datasource read) has none either; nothing is planned
+        let (_d2, ctx) = root();
+        assert!(matches!(ctx.identity, Identity::Unavailable(_)));
+        assert!(
+            Puppet
+                .plan(&with_identity(None), &ctx, &mut PlanState::default())
+                .is_err()
+        );
+        assert!(!d.path().join("etc/puppet").exists(), "nothing written");
     }
 
     #[test]

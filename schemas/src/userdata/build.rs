@@ -7,6 +7,7 @@ use super::keys;
 use super::model::*;
 use super::yaml::{Kind, Node};
 use crate::diag::{Diagnostic, Severity};
+use crate::oids::{self, ExtensionClass};
 use std::collections::BTreeMap;
 
 pub(crate) struct Ctx {
@@ -1096,6 +1097,7 @@ fn puppet(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Puppet> {
                 }
             }
             "start_service" => p.start_service = ctx.bool(v, kp).unwrap_or(true),
+            "instance_identity" => p.instance_identity = ctx.bool(v, kp).unwrap_or(false),
             "collection" | "aio_install_url" | "cleanup" => ctx.warn(
                 v,
                 kp,
@@ -1169,6 +1171,14 @@ fn csr_attributes(ctx: &mut Ctx, node: &Node, path: &str) -> Option<CsrAttribute
                 ctx.err(val, &np, format!("`{name}` is not an attribute name or OID"), "use a name such as `pp_preshared_key` or an OID such as `1.3.6.1.4.1.34380.1.1.4`");
                 continue;
             }
+            let name_ok = if k == "extension_requests" {
+                extension_request_name(ctx, val, &np, name)
+            } else {
+                custom_attribute_name(ctx, val, &np, name)
+            };
+            if !name_ok {
+                continue;
+            }
             let Some(text) = ctx.req_string(val, &np) else {
                 continue;
             };
@@ -1183,4 +1193,75 @@ fn csr_attributes(ctx: &mut Ctx, node: &Node, path: &str) -> Option<CsrAttribute
         }
     }
     Some(out)
+}
+
+/// An `extension_requests` name must be one Puppet puts in a CSR: a short name or an OID under
+/// `ppRegCertExt`, `ppPrivCertExt` or `ppAuthCertExt` (the shared table, [`crate::oids`]).
+fn extension_request_name(ctx: &mut Ctx, node: &Node, path: &str, name: &str) -> bool {
+    match oids::classify_extension(name) {
+        ExtensionClass::Allowed(_) | ExtensionClass::Generated(_) => true,
+        ExtensionClass::Authorization(_) => {
+            ctx.warn(
+                node,
+                path,
+                format!(
+                    "`{name}` is an authorization extension: the bootcfg signer never signs ppAuthCertExt requests"
+                ),
+                "remove it, or sign this certificate by hand on the Puppet CA",
+            );
+            true
+        }
+        ExtensionClass::Unknown => {
+            let hint = oids::suggest(name)
+                .map(|s| format!("did you mean `{s}`? Otherwise use"))
+                .unwrap_or_else(|| "use".into());
+            ctx.err(
+                node,
+                path,
+                format!("`{name}` is not an extension Puppet accepts in a CSR"),
+                format!(
+                    "{hint} a Puppet short name such as `pp_role`, or an OID (no leading zeros) under {}, {} or {}",
+                    oids::ARC_PP_REG.trim_end_matches('.'),
+                    oids::ARC_PP_PRIV.trim_end_matches('.'),
+                    oids::ARC_PP_AUTH.trim_end_matches('.'),
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// A `custom_attributes` name must not be one Puppet refuses (the extension request attributes,
+/// by OID or by OpenSSL's short name) nor bootcfg's own instance identity attribute.
+fn custom_attribute_name(ctx: &mut Ctx, node: &Node, path: &str, name: &str) -> bool {
+    if [
+        oids::EXTENSION_REQUEST,
+        oids::MS_EXTENSION_REQUEST,
+        "extReq",
+        "msExtReq",
+    ]
+    .contains(&name)
+    {
+        ctx.err(
+            node,
+            path,
+            format!(
+                "`{name}` is the CSR's extension request attribute; Puppet refuses it as a custom attribute"
+            ),
+            "put extensions under `puppet.csr_attributes.extension_requests` instead",
+        );
+        return false;
+    }
+    if name == oids::INSTANCE_IDENTITY {
+        ctx.err(
+            node,
+            path,
+            format!(
+                "`{name}` is bootcfg's instance identity attribute; it cannot be written by hand"
+            ),
+            "set `puppet.instance_identity: true` instead; bootcfg fetches the document itself",
+        );
+        return false;
+    }
+    true
 }

@@ -82,6 +82,8 @@ pub const PUPPET: &[&str] = &[
     "collection",
     "aio_install_url",
     "cleanup",
+    // bootcfg extension (cloud-init's schema does not know it; it warns and goes on).
+    "instance_identity",
 ];
 /// Keys under `puppet.conf:`: puppet.conf sections plus the CA certificate.
 pub const PUPPET_CONF: &[&str] = &["main", "server", "agent", "user", "ca_cert"];

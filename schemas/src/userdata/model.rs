@@ -194,6 +194,11 @@ pub struct Puppet {
     pub exec: bool,
     pub exec_args: Vec<String>,
     pub start_service: bool,
+    /// bootcfg extension (`puppet.instance_identity`): put the AWS-signed instance identity
+    /// document (IMDS `dynamic/instance-identity/rsa2048`, whitespace removed) into the CSR as
+    /// custom attribute [`crate::oids::INSTANCE_IDENTITY`]. Default `false`. EC2 (IMDS) only:
+    /// the agent refuses to plan it for a seed directory or `--user-data`.
+    pub instance_identity: bool,
 }
 
 impl Default for Puppet {
@@ -212,6 +217,7 @@ impl Default for Puppet {
             exec: false,
             exec_args: vec!["--test".to_owned()],
             start_service: true,
+            instance_identity: false,
         }
     }
 }

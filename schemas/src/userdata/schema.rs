@@ -124,6 +124,7 @@ pub fn json_schema() -> Value {
             "exec": {"$ref": "#/definitions/boolean"},
             "exec_args": {"anyOf": [{"type": "string"}, string_list]},
             "start_service": {"$ref": "#/definitions/boolean"},
+            "instance_identity": {"$ref": "#/definitions/boolean", "description": format!("bootcfg extension: Put the AWS-signed instance identity document (IMDS dynamic/instance-identity/rsa2048) into the CSR as custom attribute {}; the bootcfg signer requires it. EC2 only. Default false.", crate::oids::INSTANCE_IDENTITY)},
             "collection": {"description": "Not handled by bootcfg."},
             "aio_install_url": {"description": "Not handled by bootcfg."},
             "cleanup": {"description": "Not handled by bootcfg."}
@@ -267,5 +268,16 @@ mod tests {
         let mut want = keys::SOURCE.to_vec();
         want.sort();
         assert_eq!(src, want);
+    }
+
+    #[test]
+    fn instance_identity_is_described_as_a_bootcfg_extension() {
+        let s = json_schema();
+        let d = s["properties"]["puppet"]["properties"]["instance_identity"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(d.starts_with("bootcfg extension:"), "{d}");
+        assert!(d.contains(crate::oids::INSTANCE_IDENTITY), "{d}");
+        assert!(d.contains("EC2 only"), "{d}");
     }
 }

@@ -180,6 +180,66 @@ fn rejects_bad_input_with_located_messages() {
             "#cloud-config\npuppet:\n  csr_attributes:\n    other: {}\n",
             &["puppet.csr_attributes.other: unknown key"],
         ),
+        // csr_attributes names checked against the shared OID table (schemas::oids)
+        (
+            "#cloud-config\npuppet:\n  csr_attributes:\n    extension_requests:\n      pp_rolle: web\n",
+            &[
+                "ud.yaml:5:17: error: puppet.csr_attributes.extension_requests.pp_rolle: `pp_rolle` is not an extension Puppet accepts in a CSR",
+                "did you mean `pp_role`?",
+                "1.3.6.1.4.1.34380.1.1, 1.3.6.1.4.1.34380.1.2 or 1.3.6.1.4.1.34380.1.3",
+            ],
+        ),
+        (
+            "#cloud-config\npuppet:\n  csr_attributes:\n    extension_requests:\n      2.5.29.17: \"DNS:evil.example\"\n",
+            &[
+                "puppet.csr_attributes.extension_requests.2.5.29.17: `2.5.29.17` is not an extension Puppet accepts in a CSR",
+                "fix: use a Puppet short name such as `pp_role`",
+            ],
+        ),
+        (
+            "#cloud-config\npuppet:\n  csr_attributes:\n    extension_requests:\n      1.3.6.1.4.1.34380.1.2.07: x\n",
+            &["`1.3.6.1.4.1.34380.1.2.07` is not an extension Puppet accepts in a CSR"],
+        ),
+        (
+            "#cloud-config\npuppet:\n  csr_attributes:\n    custom_attributes:\n      1.2.840.113549.1.9.14: x\n",
+            &[
+                "ud.yaml:5:30: error: puppet.csr_attributes.custom_attributes.1.2.840.113549.1.9.14: `1.2.840.113549.1.9.14` is the CSR's extension request attribute; Puppet refuses it",
+                "fix: put extensions under `puppet.csr_attributes.extension_requests`",
+            ],
+        ),
+        (
+            "#cloud-config\npuppet:\n  csr_attributes:\n    custom_attributes:\n      1.3.6.1.4.1.311.2.1.14: x\n",
+            &[
+                "custom_attributes.1.3.6.1.4.1.311.2.1.14: `1.3.6.1.4.1.311.2.1.14` is the CSR's extension request attribute; Puppet refuses it",
+            ],
+        ),
+        (
+            "#cloud-config\npuppet:\n  csr_attributes:\n    custom_attributes:\n      extReq: x\n",
+            &["`extReq` is the CSR's extension request attribute"],
+        ),
+        (
+            // schemas::oids::INSTANCE_IDENTITY, written by hand
+            "#cloud-config\npuppet:\n  csr_attributes:\n    custom_attributes:\n      2.25.41049724980421354458196321678071596567: MIAGCSqGSIb3DQEHAqCAMIACAQExDzAN\n",
+            &[
+                "puppet.csr_attributes.custom_attributes.2.25.41049724980421354458196321678071596567: `2.25.41049724980421354458196321678071596567` is bootcfg's instance identity attribute",
+                "fix: set `puppet.instance_identity: true` instead; bootcfg fetches the document itself",
+            ],
+        ),
+        // the bootcfg extension `puppet.instance_identity`
+        (
+            "#cloud-config\npuppet:\n  instance_identity: please\n",
+            &[
+                "ud.yaml:3:22: error: puppet.instance_identity: expected a boolean, found a string",
+                "fix: write `true` or `false`",
+            ],
+        ),
+        (
+            "#cloud-config\npuppet:\n  instance_identiy: true\n",
+            &[
+                "puppet.instance_identiy: unknown key `instance_identiy`",
+                "did you mean `instance_identity`?",
+            ],
+        ),
         (
             "#cloud-config\npuppet:\n  conf_file: puppet.conf\n",
             &["puppet.conf_file: `puppet.conf` is not an absolute path"],
@@ -508,6 +568,55 @@ fn puppet_full() {
     assert_eq!(
         ok("#cloud-config\npuppet:\n").config.puppet,
         Some(Puppet::default())
+    );
+}
+
+#[test]
+fn puppet_instance_identity_and_csr_attribute_names() {
+    assert!(
+        ok("#cloud-config\npuppet:\n  instance_identity: true\n")
+            .config
+            .puppet
+            .unwrap()
+            .instance_identity
+    );
+    assert!(
+        !ok("#cloud-config\npuppet:\n  instance_identity: no\n")
+            .config
+            .puppet
+            .unwrap()
+            .instance_identity
+    );
+    // default: off
+    assert!(
+        !ok("#cloud-config\npuppet:\n  exec: true\n")
+            .config
+            .puppet
+            .unwrap()
+            .instance_identity
+    );
+    // Every class Puppet accepts: registered and private arcs, generated names, and
+    // authorization extensions (a warning: the bootcfg signer never signs them).
+    let p = ok(
+        "#cloud-config\npuppet:\n  instance_identity: true\n  csr_attributes:\n    custom_attributes:\n      1.2.840.113549.1.9.7: s3cr3t\n    extension_requests:\n      pp_uuid: \"%i\"\n      pp_role: web\n      1.3.6.1.4.1.34380.1.2.7: blue\n      pp_authorization: admin\n",
+    );
+    let puppet = p.config.puppet.unwrap();
+    assert!(puppet.instance_identity);
+    let csr = puppet.csr_attributes.unwrap();
+    assert_eq!(
+        csr.extension_requests.keys().collect::<Vec<_>>(),
+        [
+            "1.3.6.1.4.1.34380.1.2.7",
+            "pp_authorization",
+            "pp_role",
+            "pp_uuid"
+        ]
+    );
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    let w = p.warnings[0].to_string();
+    assert!(
+        w.starts_with("ud.yaml:11:25: warning: puppet.csr_attributes.extension_requests.pp_authorization: `pp_authorization` is an authorization extension: the bootcfg signer never signs ppAuthCertExt requests"),
+        "{w}"
     );
 }
 
