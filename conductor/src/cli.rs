@@ -19,7 +19,8 @@ Exit codes:
   3  partial failure: some launches failed (see the result table)
 
 AWS: the standard credential chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, ~/.aws, instance profile),
-AWS_REGION, and AWS_ENDPOINT_URL for S3/EC2-compatible endpoints.";
+AWS_REGION, and AWS_ENDPOINT_URL for S3/EC2/STS-compatible endpoints. `launch` and `register` ask
+sts:GetCallerIdentity for the account id unless `launch.instance_identity: false`.";
 
 /// Launch EC2 instances that join Puppet by themselves: each gets a random certname and a
 /// one-time secret in its user-data, registered (as a hash) where the signer looks.
@@ -56,11 +57,24 @@ pub enum Command {
     )]
     Launch(LaunchArgs),
     /// Create registrations and print their user-data, for other launchers (Terraform, launch templates).
+    ///
+    /// With `launch.instance_identity` on (the default) each registration requires the AWS-signed
+    /// instance identity document in the CSR and names the account (from sts:GetCallerIdentity),
+    /// the region and the image (--image or `launch.image`; one is required), but no instance id,
+    /// since the conductor does not launch the instance. That is a weaker binding than `launch`
+    /// makes: the registration binds to the first valid identity document from this account,
+    /// region and image whose pendingTime falls in the registration's lifetime; any instance
+    /// launched from that image in that window, whose CSR also carries this registration's secret,
+    /// could take it. Guard the user-data like a password and keep `registration_ttl` short.
+    ///
+    /// With `launch.instance_identity: false` the registration requires no proof at all: a CSR
+    /// made anywhere that carries the secret gets the certificate.
     #[command(
         after_help = "Example:\n  conductor register -c conductor.yaml > user-data.yaml\n  conductor register -c conductor.yaml --count 5 --out-dir ./user-data"
     )]
     Register(RegisterArgs),
-    /// Show registrations with their state (pending, consumed, expired) and instance ids.
+    /// Show registrations: state (pending, consumed, expired), whether the CSR must carry the
+    /// instance identity proof (required, off, legacy), instance ids.
     #[command(after_help = "Example:\n  conductor list -c conductor.yaml --output json")]
     List(ConfigArg),
     /// Remove registrations, so the signer refuses their certnames.
@@ -104,6 +118,10 @@ pub struct LaunchArgs {
 pub struct RegisterArgs {
     #[command(flatten)]
     pub config: ConfigArg,
+    /// AMI the instances will be launched from (overrides `launch.image`); the registrations bind
+    /// to it. Required, here or in the config, while `launch.instance_identity` is on.
+    #[arg(long, value_name = "AMI")]
+    pub image: Option<String>,
     /// Number of registrations.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub count: u32,

@@ -25,6 +25,16 @@ impl std::fmt::Display for Ec2Error {
     }
 }
 
+/// What `RunInstances` said about the one instance it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    pub instance_id: String,
+    /// The EC2 state (`pending`).
+    pub state: String,
+    /// The reservation's `OwnerId`: the account that owns the instance, as EC2 reports it.
+    pub owner_id: Option<String>,
+}
+
 /// Launches instances with one config.
 pub struct Launcher {
     client: Client,
@@ -45,14 +55,14 @@ impl Launcher {
         &self.image
     }
 
-    /// Launch one instance tagged with `certname`. Returns its id and state.
+    /// Launch one instance tagged with `certname`. Returns its id, state and owning account.
     ///
     /// The certname is the idempotency token, so a retried request never starts a second instance.
     pub async fn run_instance(
         &self,
         certname: &str,
         user_data: &[u8],
-    ) -> Result<(String, String), Ec2Error> {
+    ) -> Result<Launched, Ec2Error> {
         let l = &self.launch;
         let mut tags = vec![Tag::builder().key("certname").value(certname).build()];
         if !l.tags.contains_key("Name") {
@@ -116,7 +126,11 @@ impl Launcher {
             .and_then(|s| s.name())
             .map(|n| n.as_str().to_owned())
             .unwrap_or_else(|| "pending".into());
-        Ok((id, state))
+        Ok(Launched {
+            instance_id: id,
+            state,
+            owner_id: out.owner_id().map(str::to_owned),
+        })
     }
 
     /// Terminate an instance (cleanup after a failed registration update).

@@ -1,12 +1,18 @@
 //! `conductor launch` and `conductor register`.
+//!
+//! With `launch.instance_identity` on (the default) the account id comes from STS
+//! (`GetCallerIdentity`, once per run) before the first registration is written, and every
+//! registration is created already bound to that account, the SDK's region and the image: the
+//! signer requires the instance's AWS-signed identity document from the moment the record exists.
 
 use crate::cli::{Cli, Format, LaunchArgs, RegisterArgs};
 use crate::ec2::Launcher;
 use crate::render::{self, Secret};
+use crate::sts::Caller;
 use crate::{UsageError, exit, output};
 use anyhow::Context;
 use schemas::conductor_config::ConductorConfig;
-use schemas::registration::Registration;
+use schemas::registration::{IdentityBinding, Registration};
 use schemas::registry::{Registry, RegistryError};
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -27,6 +33,9 @@ struct Ctx {
     registry: Arc<dyn Registry>,
     launcher: Launcher,
     launched_by: String,
+    /// The account and region every registration binds to; `None` when
+    /// `launch.instance_identity` is off.
+    caller: Option<Caller>,
     /// Set by the first launch that fails in a way every other launch would too.
     abort: Mutex<Option<String>>,
 }
@@ -84,6 +93,7 @@ async fn launch_one(ctx: Arc<Ctx>) -> LaunchResult {
         ttl,
     );
     record.image_id = Some(ctx.launcher.image().to_owned());
+    record.identity = ctx.caller.as_ref().map(Caller::binding);
     record.allowed_extensions = ctx.cfg.puppet.extensions.clone();
 
     let version = match ctx.registry.create(&record).await {
@@ -107,7 +117,7 @@ async fn launch_one(ctx: Arc<Ctx>) -> LaunchResult {
         }
     };
 
-    let (instance_id, state) = match ctx.launcher.run_instance(&certname, &user_data).await {
+    let launched = match ctx.launcher.run_instance(&certname, &user_data).await {
         Ok(r) => r,
         Err(e) => {
             if e.fatal {
@@ -116,31 +126,57 @@ async fn launch_one(ctx: Arc<Ctx>) -> LaunchResult {
             return undo_registration(&ctx, &certname, e.message).await;
         }
     };
+    let instance_id = launched.instance_id;
     tracing::info!(certname, instance_id, "launched");
+
+    // The registration names the account STS reported; an instance EC2 says another account
+    // owns would present an identity document the signer must refuse. Every launch of this run
+    // would do the same, so stop them too.
+    if let Some(caller) = &ctx.caller
+        && launched.owner_id.as_deref() != Some(caller.account_id.as_str())
+    {
+        let msg = format!(
+            "launched {instance_id}, but EC2 reports it owned by account {} while its registration binds to account {} (from sts:GetCallerIdentity), so its identity document could never match",
+            launched.owner_id.as_deref().unwrap_or("(none given)"),
+            caller.account_id
+        );
+        ctx.set_abort(&msg);
+        return discard_launch(&ctx, &certname, instance_id, msg).await;
+    }
 
     record.instance_id = Some(instance_id.clone());
     match ctx.registry.update(&record, &version).await {
         Ok(_) => LaunchResult {
             certname,
             instance_id: Some(instance_id),
-            state,
+            state: launched.state,
             error: None,
         },
         Err(e) => {
             // An instance whose registration lacks its id cannot pass the signer's checks: undo both.
-            let mut msg =
-                format!("launched {instance_id} but could not record its instance id ({e})");
-            match ctx.launcher.terminate(&instance_id).await {
-                Ok(()) => msg.push_str("; the instance was terminated"),
-                Err(t) => msg.push_str(&format!(
-                    "; terminating it failed too ({t}): terminate {instance_id} by hand"
-                )),
-            }
-            let mut r = undo_registration(&ctx, &certname, msg).await;
-            r.instance_id = Some(instance_id);
-            r
+            let msg = format!("launched {instance_id} but could not record its instance id ({e})");
+            discard_launch(&ctx, &certname, instance_id, msg).await
         }
     }
+}
+
+/// Undo a launch that did happen but must not stand: terminate the instance, remove the
+/// registration.
+async fn discard_launch(
+    ctx: &Ctx,
+    certname: &str,
+    instance_id: String,
+    mut msg: String,
+) -> LaunchResult {
+    match ctx.launcher.terminate(&instance_id).await {
+        Ok(()) => msg.push_str("; the instance was terminated"),
+        Err(t) => msg.push_str(&format!(
+            "; terminating it failed too ({t}): terminate {instance_id} by hand"
+        )),
+    }
+    let mut r = undo_registration(ctx, certname, msg).await;
+    r.instance_id = Some(instance_id);
+    r
 }
 
 /// Remove the registration of a launch that did not happen.
@@ -155,15 +191,29 @@ async fn undo_registration(ctx: &Ctx, certname: &str, mut msg: String) -> Launch
 }
 
 fn image_of(cfg: &ConductorConfig, args: &LaunchArgs) -> anyhow::Result<String> {
-    let image = args
-        .image
-        .clone()
-        .or_else(|| cfg.launch.image.clone())
-        .ok_or_else(|| {
-            UsageError(
-                "no AMI to launch: pass --image AMI or set `launch.image` in the config".into(),
-            )
-        })?;
+    image_arg(cfg, args.image.as_deref())?.ok_or_else(|| {
+        UsageError("no AMI to launch: pass --image AMI or set `launch.image` in the config".into())
+            .into()
+    })
+}
+
+/// The AMI `register` binds its registrations to: required while `launch.instance_identity` is on.
+fn register_image(cfg: &ConductorConfig, args: &RegisterArgs) -> anyhow::Result<Option<String>> {
+    let image = image_arg(cfg, args.image.as_deref())?;
+    if image.is_none() && cfg.launch.instance_identity {
+        return Err(UsageError(
+            "register: no AMI to bind the registrations to. With `launch.instance_identity` on (the default) the signer checks that the instance's identity document names the image it was launched from: pass --image AMI or set `launch.image` in the config, or set `launch.instance_identity: false` to turn the identity proof off".into(),
+        )
+        .into());
+    }
+    Ok(image)
+}
+
+/// `--image` or else `launch.image`, checked to be an AMI id; `None` when neither is set.
+fn image_arg(cfg: &ConductorConfig, arg: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(image) = arg.map(str::to_owned).or_else(|| cfg.launch.image.clone()) else {
+        return Ok(None);
+    };
     let ok = image.strip_prefix("ami-").is_some_and(|h| {
         matches!(h.len(), 8 | 17)
             && h.bytes()
@@ -175,7 +225,21 @@ fn image_of(cfg: &ConductorConfig, args: &LaunchArgs) -> anyhow::Result<String> 
         ))
         .into());
     }
-    Ok(image)
+    Ok(Some(image))
+}
+
+/// The account and region registrations bind to, or `None` when `launch.instance_identity` is off.
+async fn caller_of(
+    cfg: &ConductorConfig,
+    sdk: &aws_config::SdkConfig,
+) -> anyhow::Result<Option<Caller>> {
+    if !cfg.launch.instance_identity {
+        tracing::warn!(
+            "`launch.instance_identity` is off: registrations do not require the instance identity document, so the signer accepts a CSR made anywhere that carries the secret"
+        );
+        return Ok(None);
+    }
+    Ok(Some(crate::sts::caller(sdk).await?))
 }
 
 /// Refuse a config whose generated user-data the agent would not accept.
@@ -211,11 +275,14 @@ pub async fn launch(
     let registry = crate::open_registry(cfg, cli).await?;
     crate::preflight(registry.as_ref()).await?;
     let sdk = schemas::registry::aws::sdk_config(&crate::aws_options(cfg, cli)).await;
+    // Before any registration exists: each is created already bound to this account.
+    let caller = caller_of(cfg, &sdk).await?;
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         registry,
         launcher: Launcher::new(&sdk, cfg.launch.clone(), image),
         launched_by: crate::launched_by(),
+        caller,
         abort: Mutex::new(None),
     });
 
@@ -329,6 +396,10 @@ fn dry_run(cfg: &ConductorConfig, image: &str, count: usize, format: Format) -> 
 struct Registered {
     certname: String,
     expires_at: chrono::DateTime<chrono::Utc>,
+    /// The AMI the instance must be launched from (when the identity proof is on).
+    image_id: Option<String>,
+    /// What the instance's identity document must name; `null` when the proof is off.
+    identity: Option<IdentityBinding>,
     /// Contains the one-time secret: handle it like a password.
     user_data: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -341,6 +412,7 @@ pub async fn register(
     args: &RegisterArgs,
     format: Format,
 ) -> anyhow::Result<u8> {
+    let image = register_image(cfg, args)?;
     self_check(cfg)?;
     if args.count > 1 && args.out_dir.is_none() && format == Format::Text {
         return Err(UsageError(
@@ -359,6 +431,9 @@ pub async fn register(
     }
     let registry = crate::open_registry(cfg, cli).await?;
     crate::preflight(registry.as_ref()).await?;
+    let sdk = schemas::registry::aws::sdk_config(&crate::aws_options(cfg, cli)).await;
+    // Before any registration exists: each is created already bound to this account.
+    let caller = caller_of(cfg, &sdk).await?;
     let ttl =
         chrono::Duration::from_std(cfg.registration_ttl).unwrap_or(chrono::Duration::minutes(30));
     let by = crate::launched_by();
@@ -369,6 +444,9 @@ pub async fn register(
         let mut record =
             Registration::new(&certname, &secret.sha256(), &by, chrono::Utc::now(), ttl);
         record.allowed_extensions = cfg.puppet.extensions.clone();
+        // No instance id: the binding is to account, region and image only (see `register --help`).
+        record.image_id = image.clone();
+        record.identity = caller.as_ref().map(Caller::binding);
         registry
             .create(&record)
             .await
@@ -387,6 +465,8 @@ pub async fn register(
         done.push(Registered {
             certname,
             expires_at: record.expires_at,
+            image_id: record.image_id,
+            identity: record.identity,
             user_data,
             file,
         });

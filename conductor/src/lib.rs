@@ -6,6 +6,11 @@
 //! a compare-and-swap. A failed launch removes its registration, and an instance whose
 //! registration cannot be completed is terminated, so neither is left behind alone.
 //!
+//! With `launch.instance_identity` on (the default) each registration is created already bound
+//! to the account (STS `GetCallerIdentity`, asked once per run before the first registration),
+//! region and image, and the user-data makes the agent put the AWS-signed instance identity
+//! document into its CSR; an instance EC2 reports in another account is terminated.
+//!
 //! `main.rs` only calls [`main_entry`].
 
 pub mod cli;
@@ -14,6 +19,7 @@ pub mod launch;
 pub mod manage;
 pub mod output;
 pub mod render;
+pub mod sts;
 
 use anyhow::Context;
 use clap::Parser;

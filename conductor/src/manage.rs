@@ -4,16 +4,57 @@ use crate::cli::Format;
 use crate::{exit, output};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use schemas::registration::State;
+use schemas::registration::{IdentityBinding, Registration, State};
 use schemas::registry::Registry;
 use serde::Serialize;
 use std::sync::Arc;
+
+/// Whether a registration requires the instance identity document in the CSR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proof {
+    /// The CSR must carry an identity document matching [`Entry::identity`].
+    Required,
+    /// Written with `launch.instance_identity: false`: the signer signs without the proof.
+    Off,
+    /// A format version 1 record, from before identity binding: no proof (the signer accepts it
+    /// only if its config allows legacy registrations).
+    Legacy,
+}
+
+impl Proof {
+    pub fn of(r: &Registration) -> Proof {
+        if r.is_legacy() {
+            Proof::Legacy
+        } else if r.identity.is_some() {
+            Proof::Required
+        } else {
+            Proof::Off
+        }
+    }
+}
+
+impl std::fmt::Display for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proof::Required => "required",
+            Proof::Off => "off",
+            Proof::Legacy => "legacy",
+        })
+    }
+}
 
 /// One registration as `list` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     pub certname: String,
     pub state: State,
+    /// The record's format version (1: before identity binding).
+    pub version: u32,
+    /// Whether the signer requires the instance identity document for it.
+    pub proof: Proof,
+    /// What the identity document must name (with `image_id`, and `instance_id` when set).
+    pub identity: Option<IdentityBinding>,
     pub instance_id: Option<String>,
     pub image_id: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -46,6 +87,8 @@ pub async fn entries(registry: &Arc<dyn Registry>) -> anyhow::Result<Vec<Entry>>
         if let Some((r, _)) = joined.context("a registry read panicked")?? {
             entries.push(Entry {
                 state: r.state(now),
+                version: r.version,
+                proof: Proof::of(&r),
                 consumed_at: r.consumed.as_ref().map(|c| c.at),
                 certname: r.certname,
                 instance_id: r.instance_id,
@@ -53,6 +96,7 @@ pub async fn entries(registry: &Arc<dyn Registry>) -> anyhow::Result<Vec<Entry>>
                 created_at: r.created_at,
                 expires_at: r.expires_at,
                 launched_by: r.launched_by,
+                identity: r.identity,
             });
         }
     }
@@ -75,12 +119,16 @@ pub async fn list(registry: &Arc<dyn Registry>, format: Format) -> anyhow::Resul
                     vec![
                         e.certname.clone(),
                         e.state.to_string(),
+                        e.proof.to_string(),
                         e.instance_id.clone().unwrap_or_else(|| "-".into()),
                         e.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
                     ]
                 })
                 .collect();
-            output::table(&["CERTNAME", "STATE", "INSTANCE", "EXPIRES"], &rows);
+            output::table(
+                &["CERTNAME", "STATE", "PROOF", "INSTANCE", "EXPIRES"],
+                &rows,
+            );
         }
     }
     Ok(exit::OK)

@@ -13,7 +13,12 @@
 //!   csr_attributes:
 //!     custom_attributes: {1.2.840.113549.1.9.7: <secret>}      # challengePassword
 //!     extension_requests: {pp_instance_id: "%i", pp_role: web}
+//!   instance_identity: true      # only with `launch.instance_identity` on (the default)
 //! ```
+//!
+//! `instance_identity` is a bootcfg extension to cloud-init's `puppet:` module: the agent fetches
+//! the AWS-signed instance identity document from IMDS and puts it into the CSR, where the signer
+//! checks it against the registration. With `launch.instance_identity: false` the key is left out.
 
 use anyhow::Context;
 use schemas::conductor_config::ConductorConfig;
@@ -98,6 +103,9 @@ pub fn render(cfg: &ConductorConfig, certname: &str, challenge: &str) -> String 
     csr.insert(s("custom_attributes"), Value::Mapping(custom));
     csr.insert(s("extension_requests"), Value::Mapping(extensions));
     puppet.insert(s("csr_attributes"), Value::Mapping(csr));
+    if cfg.launch.instance_identity {
+        puppet.insert(s("instance_identity"), Value::Bool(true));
+    }
     let body =
         serde_yaml_ng::to_string(&Value::Mapping(doc)).expect("a YAML mapping always serialises");
     format!("#cloud-config\n{body}")
@@ -202,6 +210,30 @@ mod tests {
             p["csr_attributes"]["extension_requests"]["pp_role"],
             s("web")
         );
+        assert_eq!(p["instance_identity"], Value::Bool(true), "on by default");
+    }
+
+    #[test]
+    fn instance_identity_follows_the_config() {
+        let mut c = cfg("");
+        let certname = "0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11";
+        let on = render(&c, certname, "feedface");
+        assert!(on.contains("instance_identity: true"), "{on}");
+        c.launch.instance_identity = false;
+        let off = render(&c, certname, "feedface");
+        assert!(!off.contains("instance_identity"), "{off}");
+        let doc: Value = serde_yaml_ng::from_str(&off).unwrap();
+        assert!(doc["puppet"].get("instance_identity").is_none());
+        let parsed = schemas::userdata::parse("generated", off.as_bytes())
+            .unwrap_or_else(|d| panic!("{d}\n---\n{off}"));
+        assert!(
+            !parsed
+                .config
+                .puppet
+                .expect("puppet section")
+                .instance_identity
+        );
+        assert!(self_check(&c).is_ok());
     }
 
     #[test]
@@ -268,6 +300,10 @@ mod tests {
         );
         assert_eq!(p.package_name.as_deref(), Some("puppet-agent"));
         assert!(p.exec && !p.start_service);
+        assert!(
+            p.instance_identity,
+            "the agent will put the identity document into the CSR"
+        );
         // gzipped, as EC2 would carry a large one
         let (gz, _) = {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

@@ -4,7 +4,8 @@
 mod common;
 
 use base64::Engine;
-use common::conductor;
+use common::{MOTO_ACCOUNT, conductor};
+use schemas::registration::{IdentityBinding, REGISTRATION_VERSION};
 use schemas::registry::Registry;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +62,30 @@ fn identity(user_data: &[u8]) -> (String, String, String) {
         csr.custom_attributes[CHALLENGE].clone(),
         csr.extension_requests["pp_role"].clone(),
     )
+}
+
+/// Whether the agent would put the instance identity document into its CSR.
+fn asks_for_identity_proof(user_data: &[u8]) -> bool {
+    let parsed =
+        schemas::userdata::parse("instance user-data", user_data).unwrap_or_else(|d| panic!("{d}"));
+    parsed
+        .config
+        .puppet
+        .expect("puppet section")
+        .instance_identity
+}
+
+/// The binding every registration against moto gets with the proof on.
+fn moto_binding() -> IdentityBinding {
+    IdentityBinding {
+        account_id: MOTO_ACCOUNT.into(),
+        region: moto::REGION.into(),
+    }
+}
+
+/// Help text with its line wrapping undone.
+fn unwrapped(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn json(stdout: &str) -> Value {
@@ -142,6 +167,10 @@ async fn launch_20_distinct_instances_with_matching_registrations() {
             record.allowed_extensions.get("pp_role").map(String::as_str),
             Some("web")
         );
+        // Bound to the STS account, the region, the image and the instance: the proof is required.
+        assert_eq!(record.version, REGISTRATION_VERSION);
+        assert_eq!(record.identity, Some(moto_binding()));
+        assert!(asks_for_identity_proof(&user_data(&ec2, id).await));
         certnames.insert(certname);
         secrets.insert(secret);
     }
@@ -290,6 +319,26 @@ async fn missing_credentials_are_explained() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no AWS credentials"), "{stderr}");
+    // A file registry needs none, but the account id for the identity binding does.
+    let regdir = dir.path().join("registry");
+    std::fs::create_dir(&regdir).unwrap();
+    let cfg = common::write_config(dir.path(), &format!("file://{}", regdir.display()), "");
+    let out = moto
+        .command(env!("CARGO_BIN_EXE_conductor"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("HOME", dir.path())
+        .args(["register", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no AWS credentials"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&regdir).unwrap().count(),
+        0,
+        "nothing registered"
+    );
 }
 
 #[tokio::test]
@@ -359,10 +408,15 @@ async fn register_prints_user_data_whose_secret_matches() {
     assert_eq!(code, 0, "{stderr}");
     let reg = common::s3_registry(moto, &bucket, "").await;
     for item in json(&stdout).as_array().unwrap() {
-        let (certname, secret, _) = identity(item["user_data"].as_str().unwrap().as_bytes());
+        let user_data = item["user_data"].as_str().unwrap().as_bytes();
+        let (certname, secret, _) = identity(user_data);
         let (record, _) = reg.get(&certname).await.unwrap().unwrap();
         assert!(record.secret_matches(secret.as_bytes()));
         assert_eq!(record.instance_id, None);
+        // `launch.image` from the config, since there is no --image
+        assert_eq!(record.image_id.as_deref(), Some(moto::AMI));
+        assert_eq!(record.identity, Some(moto_binding()));
+        assert!(asks_for_identity_proof(user_data));
     }
     // text output of one registration is the user-data itself
     let (code, stdout, _) = conductor(moto, &["register", "-c", cfg.to_str().unwrap()]);
@@ -432,15 +486,18 @@ async fn list_revoke_and_prune() {
     let reg = common::s3_registry(moto, &bucket, "m").await;
     let old = chrono::Utc::now() - chrono::Duration::hours(2);
     let mut expired = Vec::new();
-    for _ in 0..2 {
+    for i in 0..2 {
         let name = uuid::Uuid::new_v4().to_string();
-        let r = schemas::registration::Registration::new(
+        let mut r = schemas::registration::Registration::new(
             &name,
             &"0".repeat(64),
             "old@host",
             old,
             chrono::Duration::minutes(30),
         );
+        if i == 1 {
+            r.version = schemas::registration::LEGACY_VERSION; // from before identity binding
+        }
         reg.create(&r).await.unwrap();
         expired.push(name);
     }
@@ -455,27 +512,46 @@ async fn list_revoke_and_prune() {
 
     let (code, stdout, _) = conductor(moto, &["list", "-c", cfg, "--output", "json"]);
     assert_eq!(code, 0);
-    let states: BTreeMap<String, String> = json(&stdout)
+    let listed: BTreeMap<String, Value> = json(&stdout)
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| {
-            (
-                e["certname"].as_str().unwrap().into(),
-                e["state"].as_str().unwrap().into(),
-            )
-        })
+        .map(|e| (e["certname"].as_str().unwrap().into(), e.clone()))
+        .collect();
+    let states: BTreeMap<&str, &str> = listed
+        .iter()
+        .map(|(k, e)| (k.as_str(), e["state"].as_str().unwrap()))
         .collect();
     assert_eq!(states.len(), 5);
-    assert_eq!(states[&launched[0]], "consumed");
-    assert_eq!(states[&launched[1]], "pending");
-    assert_eq!(states[&expired[0]], "expired");
+    assert_eq!(states[launched[0].as_str()], "consumed");
+    assert_eq!(states[launched[1].as_str()], "pending");
+    assert_eq!(states[expired[0].as_str()], "expired");
+    // whether each requires the identity proof, and what the proof must show
+    let pending = &listed[&launched[1]];
+    assert_eq!(pending["proof"], "required", "{stdout}");
+    assert_eq!(pending["version"], 2);
+    assert_eq!(pending["identity"]["account_id"], MOTO_ACCOUNT);
+    assert_eq!(pending["identity"]["region"], moto::REGION);
+    assert_eq!(pending["image_id"], moto::AMI);
+    assert!(pending["instance_id"].is_string());
+    assert_eq!(listed[&expired[0]]["proof"], "off");
+    assert!(listed[&expired[0]]["identity"].is_null());
+    assert_eq!(listed[&expired[1]]["proof"], "legacy");
+    assert_eq!(listed[&expired[1]]["version"], 1);
     let (code, table, _) = conductor(moto, &["list", "-c", cfg]);
     assert_eq!(code, 0);
     assert!(
         table.starts_with("CERTNAME") && table.lines().count() == 6,
         "{table}"
     );
+    let proof_of = |name: &str| {
+        let line = table.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(2).unwrap().to_owned()
+    };
+    assert!(table.lines().next().unwrap().contains("PROOF"), "{table}");
+    assert_eq!(proof_of(&launched[1]), "required", "{table}");
+    assert_eq!(proof_of(&expired[0]), "off", "{table}");
+    assert_eq!(proof_of(&expired[1]), "legacy", "{table}");
 
     let (code, stdout, stderr) = conductor(moto, &["prune", "-c", cfg, "--output", "json"]);
     assert_eq!(code, 0, "{stderr}");
@@ -606,6 +682,18 @@ fn every_command_has_help_with_an_example() {
     }
     let (_, stdout, _) = conductor(moto, &["--help"]);
     assert!(stdout.contains("Exit codes") && stdout.contains("partial failure"));
+    // `register` says exactly what its weaker binding (no instance id) guarantees
+    let (_, stdout, _) = conductor(moto, &["register", "--help"]);
+    assert!(
+        unwrapped(&stdout).contains(
+            "the registration binds to the first valid identity document from this account, region \
+             and image whose pendingTime falls in the registration's lifetime; any instance launched \
+             from that image in that window, whose CSR also carries this registration's secret, \
+             could take it"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--image <AMI>"), "{stdout}");
 }
 
 #[tokio::test]
@@ -737,10 +825,12 @@ print(k["AccessKeyId"], k["SecretAccessKey"])
 
 #[tokio::test]
 async fn partial_failure_is_reported_per_launch_and_exits_3() {
-    // moto lets the first 8 requests through and then enforces IAM, where the test keys do not
-    // exist: 1 CreateBucket + 3 exposure checks + 1 preflight + 3 calls of the first launch.
-    // So with one launch at a time, launch 1 succeeds and launches 2 and 3 are refused.
-    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "8")])
+    // moto lets the first 9 requests through and then enforces IAM, where the test keys do not
+    // exist: 1 CreateBucket + 3 exposure checks + 1 preflight + 1 sts:GetCallerIdentity (once per
+    // run, before any registration) + 3 calls of the first launch (create the registration,
+    // RunInstances, record the instance id). So with one launch at a time, launch 1 succeeds
+    // and launches 2 and 3 are refused at their first call (creating the registration).
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "9")])
         .unwrap_or_else(|e| panic!("{e:#}"));
     moto.create_bucket("partial").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -774,11 +864,323 @@ async fn partial_failure_is_reported_per_launch_and_exits_3() {
     assert_eq!((ok.len(), failed.len()), (1, 2), "{stdout}");
     assert!(ok[0]["instance_id"].is_string(), "{stdout}");
     for r in failed {
+        let error = r["error"].as_str().unwrap();
+        assert!(error.contains("InvalidAccessKeyId"), "{stdout}");
         assert!(
-            r["error"].as_str().unwrap().contains("InvalidAccessKeyId"),
-            "{stdout}"
+            error.starts_with("registering:"),
+            "refused at its first call: {stdout}"
         );
         assert!(r["instance_id"].is_null());
         assert_eq!(r["state"], "failed", "{stdout}");
     }
+}
+
+#[tokio::test]
+async fn proof_off_writes_no_binding_and_no_user_data_key() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("proofoff");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}"), "");
+    common::identity_off(&cfg);
+    // With the proof off the conductor has no use for the account id and never asks STS.
+    let run = |args: &[&str]| {
+        let out = moto
+            .command(env!("CARGO_BIN_EXE_conductor"))
+            .env("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&["launch", "-c", cfg.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code, Some(0), "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains("`launch.instance_identity` is off"),
+        "{stderr}"
+    );
+    let id = json(&stdout)["results"][0]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ec2 = common::ec2(moto).await;
+    let text = user_data(&ec2, &id).await;
+    assert!(
+        !String::from_utf8_lossy(&text).contains("instance_identity"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert!(!asks_for_identity_proof(&text));
+    let (certname, _, _) = identity(&text);
+    let reg = common::s3_registry(moto, &bucket, "").await;
+    let (record, _) = reg.get(&certname).await.unwrap().unwrap();
+    assert_eq!(record.version, REGISTRATION_VERSION);
+    assert_eq!(record.identity, None);
+    assert_eq!(record.image_id.as_deref(), Some(moto::AMI));
+    assert_eq!(record.instance_id.as_deref(), Some(id.as_str()));
+
+    // `register` needs no image then, and binds nothing.
+    common::no_image(&cfg);
+    let (code, stdout, stderr) =
+        run(&["register", "-c", cfg.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let item = &json(&stdout)[0];
+    assert!(
+        item["identity"].is_null() && item["image_id"].is_null(),
+        "{stdout}"
+    );
+    let user_data = item["user_data"].as_str().unwrap();
+    assert!(!user_data.contains("instance_identity"), "{user_data}");
+    let (certname, _, _) = identity(user_data.as_bytes());
+    let (record, _) = reg.get(&certname).await.unwrap().unwrap();
+    assert_eq!((record.identity, record.image_id), (None, None));
+
+    let (code, table, _) = run(&["list", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        table
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().nth(2).unwrap())
+            .collect::<Vec<_>>(),
+        ["off", "off"],
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn register_with_image_binds_account_region_and_image_but_no_instance() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("regimage");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}"), "");
+    common::no_image(&cfg);
+    let ami = "ami-0123456789abcdef0"; // registering launches nothing: any AMI id will do
+    let (code, stdout, stderr) = conductor(
+        moto,
+        &[
+            "register",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--image",
+            ami,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let item = &json(&stdout)[0];
+    assert_eq!(item["image_id"], ami, "{stdout}");
+    assert_eq!(item["identity"]["account_id"], MOTO_ACCOUNT, "{stdout}");
+    assert_eq!(item["identity"]["region"], moto::REGION, "{stdout}");
+    let user_data = item["user_data"].as_str().unwrap().as_bytes();
+    assert!(asks_for_identity_proof(user_data));
+    let (certname, _, _) = identity(user_data);
+    let (record, _) = common::s3_registry(moto, &bucket, "")
+        .await
+        .get(&certname)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.version, REGISTRATION_VERSION);
+    assert_eq!(record.identity, Some(moto_binding()));
+    assert_eq!(record.image_id.as_deref(), Some(ami));
+    assert_eq!(record.instance_id, None, "no instance: the weaker binding");
+
+    let (code, _, stderr) = conductor(
+        moto,
+        &[
+            "register",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--image",
+            "ami-XYZ",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not an AMI id"), "{stderr}");
+}
+
+#[tokio::test]
+async fn register_without_an_image_is_a_usage_error() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("regnoimage");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}"), "");
+    common::no_image(&cfg);
+    let (code, stdout, stderr) = conductor(moto, &["register", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("--image AMI")
+            && stderr.contains("`launch.image`")
+            && stderr.contains("`launch.instance_identity: false`"),
+        "{stderr}"
+    );
+    assert!(
+        common::s3_registry(moto, &bucket, "")
+            .await
+            .list()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn instance_owned_by_another_account_is_terminated_and_unregistered() {
+    // STS (a second moto, in another account) and EC2 disagree on the account: the instance's
+    // identity document could never match its registration.
+    let moto = moto::shared();
+    let sts = Moto::start_with(&[("MOTO_ACCOUNT_ID", "111122223333")])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let bucket = moto::unique_bucket("otheraccount");
+    moto.create_bucket(&bucket).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}"), "");
+    common::edit_config(&cfg, "concurrency: 8", "concurrency: 1");
+    let out = moto
+        .command(env!("CARGO_BIN_EXE_conductor"))
+        .env("AWS_ENDPOINT_URL_STS", sts.endpoint())
+        .args([
+            "launch",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--count",
+            "2",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}\n{stdout}");
+    let out = json(&stdout);
+    assert_eq!(out["failed"], 2, "{stdout}");
+    let results = out["results"].as_array().unwrap();
+    let launched: Vec<&Value> = results
+        .iter()
+        .filter(|r| r["instance_id"].is_string())
+        .collect();
+    assert_eq!(
+        launched.len(),
+        1,
+        "the first launch stops the rest: {stdout}"
+    );
+    let error = launched[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("owned by account {MOTO_ACCOUNT}"))
+            && error.contains("binds to account 111122223333")
+            && error.contains("the instance was terminated"),
+        "{error}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r["state"] == "skipped"
+                && r["error"].as_str().unwrap().contains("not attempted")),
+        "{stdout}"
+    );
+    let id = launched[0]["instance_id"].as_str().unwrap();
+    let instance = instances(&common::ec2(moto).await)
+        .await
+        .into_iter()
+        .find(|i| i.instance_id() == Some(id))
+        .expect("the instance exists");
+    assert!(
+        matches!(
+            instance.state().and_then(|s| s.name()).map(|n| n.as_str()),
+            Some("shutting-down" | "terminated")
+        ),
+        "{instance:?}"
+    );
+    assert!(
+        common::s3_registry(moto, &bucket, "")
+            .await
+            .list()
+            .await
+            .unwrap()
+            .is_empty(),
+        "no registration left behind"
+    );
+}
+
+/// A stand-in for STS that refuses every request the way AWS does when an SCP, permissions
+/// boundary or VPC endpoint policy denies `sts:GetCallerIdentity` (moto, like IAM, never does).
+/// Returns its endpoint; the server thread lives as long as the test process.
+fn sts_denying_everything() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let xml = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/ops is not authorized to perform: sts:GetCallerIdentity with an explicit deny in a service control policy</Message></Error><RequestId>4a5b6c</RequestId></ErrorResponse>";
+            let response = format!(
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                xml.len()
+            );
+            let _ = reader.get_mut().write_all(response.as_bytes());
+        }
+    });
+    endpoint
+}
+
+#[tokio::test]
+async fn sts_access_denied_is_explained_before_anything_is_registered() {
+    let moto = moto::shared();
+    let bucket = moto::unique_bucket("stsdenied");
+    moto.create_bucket(&bucket).unwrap();
+    let sts = sts_denying_everything();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &format!("s3://{bucket}"), "");
+    for cmd in ["launch", "register"] {
+        let out = moto
+            .command(env!("CARGO_BIN_EXE_conductor"))
+            .env("AWS_ENDPOINT_URL_STS", &sts)
+            .args([cmd, "-c", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("AWS denied sts:GetCallerIdentity (AccessDenied")
+                && stderr.contains("need `sts:GetCallerIdentity`")
+                && stderr.contains("`launch.instance_identity: false`"),
+            "{cmd}: {stderr}"
+        );
+    }
+    assert!(
+        common::s3_registry(moto, &bucket, "")
+            .await
+            .list()
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was registered"
+    );
 }

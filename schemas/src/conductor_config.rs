@@ -13,6 +13,7 @@
 //!   key_name: ops
 //!   instance_profile: bootcfg-agent
 //!   tags: {team: web}
+//!   instance_identity: true               # default: CSRs must carry the AWS identity document
 //! puppet:
 //!   server: puppet.example.net
 //!   port: 8140
@@ -26,8 +27,8 @@
 //!
 //! The template is the instance's cloud-config minus what the conductor generates per instance:
 //! in its `puppet:` section it may set how the agent is installed and run, but not `server`,
-//! `certname`, `ca_cert` or `csr_attributes`, which the conductor writes. Relative file paths are
-//! relative to the config file's directory.
+//! `certname`, `ca_cert`, `csr_attributes` or `instance_identity`, which the conductor writes.
+//! Relative file paths are relative to the config file's directory.
 
 use crate::diag::{Diagnostic, Diagnostics, Location};
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,11 @@ pub struct LaunchConfig {
     /// Extra tags for the instance. The conductor adds `certname` (and `Name`, unless set here).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Require the AWS-signed instance identity document in each instance's CSR; the signer then
+    /// signs only a CSR made on that very instance. Turn off only for images without bootcfg's
+    /// identity support.
+    #[serde(default = "default_instance_identity")]
+    pub instance_identity: bool,
 }
 
 /// The Puppet server the instances join, and what their CSRs may ask for.
@@ -130,40 +136,14 @@ fn default_instance_type() -> String {
 fn default_port() -> u16 {
     8140
 }
+fn default_instance_identity() -> bool {
+    true
+}
 
 pub use crate::config::parse_duration;
 
-/// Puppet's short names for extension requests (`puppet/ssl/oids.rb`), minus the ones the
-/// conductor sets itself and the authorization ones, which must never be auto-signed.
-pub const KNOWN_EXTENSIONS: &[&str] = &[
-    "pp_preshared_key",
-    "pp_cost_center",
-    "pp_product",
-    "pp_project",
-    "pp_application",
-    "pp_service",
-    "pp_employee",
-    "pp_created_by",
-    "pp_environment",
-    "pp_role",
-    "pp_software_version",
-    "pp_department",
-    "pp_cluster",
-    "pp_provisioner",
-    "pp_region",
-    "pp_datacenter",
-    "pp_zone",
-    "pp_network",
-    "pp_securitypolicy",
-    "pp_cloudplatform",
-    "pp_apptier",
-    "pp_hostname",
-    "pp_owner",
-    "pp_image_name",
-];
-
 /// Puppet config keys inside the template's `puppet:` section that the conductor writes itself.
-const GENERATED_PUPPET_KEYS: &[&str] = &["ca_cert", "csr_attributes"];
+const GENERATED_PUPPET_KEYS: &[&str] = &["ca_cert", "csr_attributes", "instance_identity"];
 const GENERATED_CONF_KEYS: &[&str] = &[
     "server",
     "serverport",
@@ -392,9 +372,19 @@ impl ConductorConfig {
                 Err(msg) => v.error(key, msg, "use the Puppet CA's certificate in PEM form (`-----BEGIN CERTIFICATE-----`), never a key"),
             }
         }
+        let mut seen: std::collections::BTreeMap<String, &str> = std::collections::BTreeMap::new();
         for (name, value) in &self.puppet.extensions {
-            if let Err((msg, fix)) = check_extension(name, value) {
-                v.error(&["puppet", "extensions", name], msg, fix);
+            match crate::oids::check_extension_request(name, value) {
+                Err((msg, fix)) => v.error(&["puppet", "extensions", name], msg, fix),
+                Ok(oid) => {
+                    if let Some(first) = seen.insert(oid.clone(), name) {
+                        v.error(
+                            &["puppet", "extensions", name],
+                            format!("`{name}` and `{first}` are the same extension ({oid})"),
+                            "keep one of them",
+                        );
+                    }
+                }
             }
         }
     }
@@ -471,7 +461,20 @@ impl ConductorConfig {
             };
             for k in GENERATED_PUPPET_KEYS {
                 if puppet.contains_key(*k) {
-                    v.error(&[key], format!("the template ({src}) sets `puppet.{k}`, which the conductor generates"), format!("remove `puppet.{k}`; set the CA and extensions under `puppet:` in this config"));
+                    let fix = if *k == "instance_identity" {
+                        "remove `puppet.instance_identity`; the conductor sets it from `launch.instance_identity` in this config".to_owned()
+                    } else {
+                        format!(
+                            "remove `puppet.{k}`; set the CA and extensions under `puppet:` in this config"
+                        )
+                    };
+                    v.error(
+                        &[key],
+                        format!(
+                            "the template ({src}) sets `puppet.{k}`, which the conductor generates"
+                        ),
+                        fix,
+                    );
                 }
             }
             if let Some(conf) = puppet.get("conf").and_then(|c| c.as_mapping()) {
@@ -520,48 +523,6 @@ fn check_pem_certificate(pem: &str) -> Result<(), String> {
         }
         _ => Err("the PEM certificate cannot be parsed".into()),
     }
-}
-
-/// An extension request the conductor may put in a CSR: a known short name or a dotted OID in
-/// Puppet's registered-extension arc; a single-line value.
-pub fn check_extension(name: &str, value: &str) -> Result<(), (String, String)> {
-    let fix_name = "use a Puppet short name such as `pp_role`, or an OID under 1.3.6.1.4.1.34380.1.2 (private extensions)";
-    match name {
-        "pp_instance_id" | "pp_uuid" => {
-            return Err((
-                format!("`{name}` is set by the conductor for every instance"),
-                "remove it".into(),
-            ));
-        }
-        "pp_authorization" | "pp_auth_role" | "pp_cli_auth" => {
-            return Err((
-                format!(
-                    "`{name}` grants authorization on the Puppet server and is never auto-signed"
-                ),
-                "remove it; grant such certificates by hand".into(),
-            ));
-        }
-        _ => {}
-    }
-    let known = KNOWN_EXTENSIONS.contains(&name);
-    let oid = name.starts_with("1.3.6.1.4.1.34380.1.")
-        && !name.starts_with("1.3.6.1.4.1.34380.1.3")
-        && name
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    if !known && !oid {
-        return Err((
-            format!("`{name}` is not an extension request Puppet knows"),
-            fix_name.into(),
-        ));
-    }
-    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
-        return Err((
-            format!("the value of `{name}` must be 1-255 characters on one line"),
-            "write a short single-line value".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// Collects diagnostics, locating keys in the text by their indentation.
@@ -649,6 +610,7 @@ mod tests {
             cfg.puppet.extensions.get("pp_role").map(String::as_str),
             Some("web")
         );
+        assert!(cfg.launch.instance_identity);
     }
 
     #[test]
@@ -657,8 +619,40 @@ mod tests {
         assert_eq!(cfg.concurrency, 8);
         assert_eq!(cfg.puppet.port, 8140);
         assert_eq!(cfg.launch.instance_type, "t3.micro");
+        assert!(
+            cfg.launch.instance_identity,
+            "the identity proof is on by default"
+        );
         assert_eq!(cfg.resolved.ca_cert, CA);
         assert!(cfg.resolved.template.is_empty());
+    }
+
+    #[test]
+    fn instance_identity_parses_and_is_not_set_by_the_template() {
+        let with = |value: &str| {
+            minimal("").replace(
+                "  image: ami-0123456789abcdef0\n",
+                &format!("  image: ami-0123456789abcdef0\n  instance_identity: {value}\n"),
+            )
+        };
+        let cfg = parse(&with("false")).unwrap_or_else(|d| panic!("{d}"));
+        assert!(!cfg.launch.instance_identity);
+        let cfg = parse(&with("true")).unwrap_or_else(|d| panic!("{d}"));
+        assert!(cfg.launch.instance_identity);
+        let err = parse(&with("sometimes")).unwrap_err();
+        assert!(
+            err.0[0].key.contains("instance_identity")
+                || err.to_string().contains("instance_identity"),
+            "{err}"
+        );
+        check(
+            &minimal(
+                "user_data_template: |\n  #cloud-config\n  puppet:\n    instance_identity: false\n",
+            ),
+            "user_data_template",
+            7,
+            "puppet.instance_identity",
+        );
     }
 
     fn check(text: &str, key: &str, line: usize, message_part: &str) {

@@ -48,6 +48,30 @@ pub fn write_config(dir: &std::path::Path, registry: &str, extra: &str) -> std::
     path
 }
 
+/// The account moto reports (STS `GetCallerIdentity`, EC2 `OwnerId`) unless `MOTO_ACCOUNT_ID` is set.
+pub const MOTO_ACCOUNT: &str = "123456789012";
+
+/// Replace `from` (which must occur) with `to` in the file at `path`.
+pub fn edit_config(path: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "`{from}` is not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Turn `launch.instance_identity` off in a config from [`write_config`].
+pub fn identity_off(path: &std::path::Path) {
+    edit_config(
+        path,
+        "  instance_type: t3.micro\n",
+        "  instance_type: t3.micro\n  instance_identity: false\n",
+    );
+}
+
+/// Remove `launch.image` from a config from [`write_config`].
+pub fn no_image(path: &std::path::Path) {
+    edit_config(path, &format!("  image: {}\n", testkit::moto::AMI), "");
+}
+
 /// Run the conductor binary against `moto` (env vars only). Returns (exit code, stdout, stderr).
 pub fn conductor(moto: &Moto, args: &[&str]) -> (i32, String, String) {
     let out = moto
