@@ -2,7 +2,7 @@
 # The whole bootcfg flow on this machine, with no AWS account: moto (EC2 + S3), a real Puppet
 # Server whose autosign is the signer, `conductor launch`, `bootcfg run` in a fresh Debian 12 root
 # fed by an IMDSv2 endpoint on 127.0.0.1, the certificate signed during submission, a catalog
-# applied, and three attacks left unsigned. Each step says what it does and shows the evidence.
+# applied, and four attacks left unsigned (the first: an EC2 API reader racing the instance). Each step says what it does and shows the evidence.
 #
 #   sudo ./demo.sh            # run it
 #   sudo ./demo.sh --keep     # also keep the work dir (configs, audit log) and print its path

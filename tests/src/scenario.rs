@@ -7,16 +7,24 @@
 //! 2. `conductor launch` (the real binary, pointed at moto by `AWS_ENDPOINT_URL` only); the
 //!    user-data EC2 stored for the instance (`DescribeInstanceAttribute`) is served by the fake
 //!    IMDSv2 with the instance's id and private DNS name.
-//! 3. `bootcfg run --imds-url …` in a fresh debootstrap root: it installs Debian's `puppet-agent`,
-//!    writes puppet.conf, ca.pem and csr_attributes.yaml, and runs `puppet agent --test`.
-//! 4. The hook signs during submission, the agent applies its catalog, the registration is consumed.
-//! 5. Three attacks, each from its own root, each leaving its CSR pending with an audit line:
+//!    Before the instance boots, an attacker who can only read the EC2 API (the user-data
+//!    included) submits a CSR for it from its own root and its own fake IMDS: it cannot get the
+//!    instance's AWS-signed identity document, so its forgery is refused, and `signer sweep`
+//!    evicts the squatting request.
+//! 3. `bootcfg run --imds-url …` in a fresh debootstrap root, whose IMDS serves the instance's
+//!    identity document signed by the harness's stand-in for AWS ([`crate::iid`]): it installs
+//!    Debian's `puppet-agent`, writes puppet.conf, ca.pem and csr_attributes.yaml (with the
+//!    identity proof), and runs `puppet agent --test`.
+//! 4. The hook signs during submission, the agent applies its catalog, the registration is
+//!    consumed with the instance id recorded.
+//! 5. Three more attacks, each from its own root, each leaving its CSR pending with an audit line:
 //!    a replay of the stolen user-data after the first certificate was cleaned, a known
 //!    certname with a wrong secret, and `dns_alt_names = puppet` with a valid registration.
 //!
 //! Every step is checked (`ensure!`): the test and the demo fail the same way.
 
 use crate::chroot::{self, Output};
+use crate::iid::{Doc, TestAws};
 use crate::moto::Moto;
 use crate::puppet::{PuppetServer, ServerOptions};
 use crate::{bins, imds::FakeImds, rootfs};
@@ -111,7 +119,11 @@ struct World {
     bootcfg: PathBuf,
     conductor: PathBuf,
     conductor_yaml: PathBuf,
+    signer: PathBuf,
+    signer_yaml: PathBuf,
     audit: PathBuf,
+    /// Plays AWS: signs each instance's identity document; the signer trusts only it.
+    aws: TestAws,
 }
 
 /// Run the scenario. Needs root, the Debian roots and the packages `sudo tests/setup.sh` installs,
@@ -149,6 +161,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     };
     let audit = work.join("audit.jsonl");
     let signer_yaml = work.join("signer.yaml");
+    let aws = TestAws::generate(crate::moto::REGION);
+    let aws_bundle = work.join("aws-test-rsa2048.pem");
+    write_file(&aws_bundle, &aws.bundle_pem(), 0o644)?;
     let wrapper = work.join("autosign");
     write_file(
         &wrapper,
@@ -173,11 +188,13 @@ pub fn run(opts: &Options) -> Result<Report> {
     write_file(
         &signer_yaml,
         &format!(
-            "registry: s3://{BUCKET}/reg\nca:\n  method: api\n  server_url: {}\n  client_cert: {}\n  client_key: {}\n  ca_bundle: {}\ndeadlines:\n  hook: 10s\n  registry: 5s\n  ca: 20s\naudit_log: {}\nlock_file: {}\n",
+            "registry: s3://{BUCKET}/reg\nca:\n  method: api\n  server_url: {}\n  client_cert: {}\n  client_key: {}\n  ca_bundle: {}\ndeadlines:\n  hook: 10s\n  registry: 5s\n  ca: 20s\npolicy:\n  identity:\n    accounts: [\"{}\"]\n    # the harness's stand-in for AWS's RSA-2048 certificates (tests only)\n    certificates: {}\naudit_log: {}\nlock_file: {}\n",
             server.url,
             server.admin_cert.display(),
             server.admin_key.display(),
             server.ca_bundle.display(),
+            crate::iid::MOTO_ACCOUNT,
+            aws_bundle.display(),
             audit.display(),
             work.join("signer.lock").display()
         ),
@@ -219,7 +236,10 @@ pub fn run(opts: &Options) -> Result<Report> {
         bootcfg,
         conductor,
         conductor_yaml,
+        signer,
+        signer_yaml,
         audit,
+        aws,
     };
 
     // 2. Launch.
@@ -263,6 +283,65 @@ pub fn run(opts: &Options) -> Result<Report> {
     );
     timings.push(("conductor launch".to_owned(), t.elapsed()));
 
+    // 2b. The API reader races the instance, before it boots.
+    let t = Instant::now();
+    let template = builder
+        .join()
+        .map_err(|_| anyhow::anyhow!("the agent-root builder panicked"))??;
+    n.say("");
+    n.say(&format!(
+        "(d) API reader: right after the launch, someone allowed only ec2:DescribeInstanceAttribute has read {instance_id}'s user-data \
+         (certname and one-time secret, above) and submits a CSR before the instance boots, from its own root and its own IMDS. \
+         EC2 serves the signed identity document only to the instance itself, so the attacker signs one with its own key \
+         (same subject and serial as AWS's certificate)"
+    ));
+    let forged_doc = Doc::new(&instance_id, crate::moto::AMI, crate::moto::REGION).render();
+    let forged = (forged_doc.clone(), w.aws.impostor().sign(&forged_doc));
+    let api_reader = w.attack(
+        &n,
+        &template,
+        "api reader",
+        &certname,
+        &instance_id,
+        "ip-10-6-6-6.ec2.internal",
+        &user_data,
+        Some(&forged),
+        "identity",
+    )?;
+    let reason = api_reader.audit["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("does not verify"),
+        "the API reader's forged document must fail verification, the audit says {}",
+        api_reader.audit
+    );
+    let sweep = w.signer(&["sweep", "--output", "json"])?;
+    let swept: Value = serde_json::from_str(&sweep)
+        .with_context(|| format!("signer sweep printed no JSON: {sweep}"))?;
+    ensure!(
+        swept["evicted"] == 1 && swept["signed"] == 0,
+        "the sweep must evict the API reader's request and sign nothing: {swept}"
+    );
+    ensure!(
+        w.server.state(&certname)?.is_none(),
+        "the API reader's request for {certname} is still at the CA after the sweep"
+    );
+    ensure!(
+        w.entry(&certname)?["state"] == "pending",
+        "the refused request must not consume {certname}'s registration"
+    );
+    let evicted = w
+        .audit_for(&certname)
+        .into_iter()
+        .find(|l| l["decision"] == "evicted")
+        .with_context(|| format!("no `evicted` audit line for {certname}"))?;
+    n.show(
+        "signer sweep --output json (the squatting request is evicted, so the instance can submit its own)",
+        &sweep,
+    );
+    n.show("signer audit line", &evicted.to_string());
+    let mut attacks = vec![api_reader];
+    timings.push(("attack: API reader + sweep".to_owned(), t.elapsed()));
+
     // 3. First boot.
     let t = Instant::now();
     n.step("3/6", "First boot: bootcfg run in a fresh Debian 12 root, user-data from an IMDSv2 endpoint on 127.0.0.1");
@@ -270,7 +349,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     imds.set_instance_id(&instance_id);
     imds.set_local_hostname(&hostname);
     imds.set_region(crate::moto::REGION);
-    n.say(&format!("IMDSv2 at {} serves instance-id {instance_id}, local-hostname {hostname}, the identity document and the user-data", imds.url));
+    let genuine = w.identity_of(&instance_id);
+    imds.set_identity(&genuine.0, &genuine.1);
+    n.say(&format!("IMDSv2 at {} serves instance-id {instance_id}, local-hostname {hostname}, the user-data, and the identity document with its rsa2048 signature (signed by the harness's stand-in for AWS, which the signer trusts in this test)", imds.url));
     let root = rootfs::Root::fresh("base");
     let plan = w.bootcfg(root.path(), "plan", &imds.url)?;
     ensure!(
@@ -355,6 +436,12 @@ pub fn run(opts: &Options) -> Result<Report> {
         consumed["state"] == "consumed",
         "the registration of {certname} is not consumed: {consumed}"
     );
+    let reg = w.registration(&certname)?;
+    ensure!(
+        reg["consumed"]["instance_id"] == instance_id.as_str()
+            && reg["identity"]["account_id"] == crate::iid::MOTO_ACCOUNT,
+        "the registration must require the proof and record the proven instance id: {reg}"
+    );
     let audit_text = std::fs::read_to_string(&w.audit)?;
     ensure!(
         !audit_text.contains(&secret),
@@ -390,9 +477,6 @@ pub fn run(opts: &Options) -> Result<Report> {
         "5/6",
         "Attacks: each from its own root, each must stay unsigned with a clear audit line",
     );
-    let template = builder
-        .join()
-        .map_err(|_| anyhow::anyhow!("the agent-root builder panicked"))??;
     n.say("Two more instances are launched; their registrations are the targets of attacks (b) and (c).");
     let out = w.conductor(&["launch", "--count", "2"])?;
     n.show("conductor launch -c conductor.yaml --count 2", &out);
@@ -405,7 +489,6 @@ pub fn run(opts: &Options) -> Result<Report> {
         others.len() == 2,
         "expected two new registrations, got {others:?}"
     );
-    let mut attacks = Vec::new();
 
     // (a) Replay after decommissioning.
     n.say("");
@@ -431,13 +514,15 @@ pub fn run(opts: &Options) -> Result<Report> {
         &instance_id,
         &hostname,
         &user_data,
+        Some(&genuine),
         "registration",
     )?);
-    let reason = attacks[0].audit["reason"].as_str().unwrap_or_default();
+    let replay = attacks.last().expect("just pushed");
+    let reason = replay.audit["reason"].as_str().unwrap_or_default();
     ensure!(
         reason.contains("consumed"),
         "the replay must be refused as consumed, the audit says {}",
-        attacks[0].audit
+        replay.audit
     );
 
     // (b) A known certname without its secret.
@@ -454,6 +539,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         &b_iid,
         "ip-10-9-9-9.ec2.internal",
         forged.as_bytes(),
+        Some(&w.identity_of(&b_iid)),
         "secret",
     )?);
 
@@ -471,6 +557,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         &c_iid,
         &c_host,
         san.as_bytes(),
+        Some(&w.identity_of(&c_iid)),
         "forbidden",
     )?);
 
@@ -544,6 +631,55 @@ impl World {
             String::from_utf8_lossy(&out.stderr)
         );
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `signer --config signer.yaml <args>` with moto's environment; its stdout (exit 0 or 1).
+    fn signer(&self, args: &[&str]) -> Result<String> {
+        let out = self
+            .moto
+            .command(&self.signer)
+            .arg("--config")
+            .arg(&self.signer_yaml)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .context("running signer")?;
+        ensure!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "signer {} failed ({}):\n{}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The identity document EC2 would serve `instance_id` (launched now from the test AMI in
+    /// moto's account and region) and its `rsa2048` signature by the stand-in for AWS.
+    fn identity_of(&self, instance_id: &str) -> (String, String) {
+        let doc = Doc::new(instance_id, crate::moto::AMI, crate::moto::REGION).render();
+        let sig = self.aws.sign(&doc);
+        (doc, sig)
+    }
+
+    /// The whole stored registration record (`conductor list --output json` shows a summary).
+    fn registration(&self, certname: &str) -> Result<Value> {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/s3/aws4_request, SignedHeaders=host, Signature=0",
+            crate::moto::REGION
+        );
+        let (code, body) = self.moto.http_with(
+            "GET",
+            &format!("/{BUCKET}/reg/registrations/{certname}.json"),
+            &[("Authorization", &auth)],
+            b"",
+        )?;
+        ensure!(
+            code == 200,
+            "reading the registration of {certname}: HTTP {code}: {body}"
+        );
+        serde_json::from_str(&body).with_context(|| format!("registration is not JSON: {body}"))
     }
 
     /// `conductor list --output json`, as entries.
@@ -670,6 +806,7 @@ impl World {
         instance_id: &str,
         hostname: &str,
         user_data: &[u8],
+        identity: Option<&(String, String)>,
         check: &str,
     ) -> Result<Attack> {
         let before = self.audit_for(certname).len();
@@ -682,6 +819,9 @@ impl World {
         imds.set_instance_id(instance_id);
         imds.set_local_hostname(hostname);
         imds.set_region(crate::moto::REGION);
+        if let Some((doc, sig)) = identity {
+            imds.set_identity(doc, sig);
+        }
         let out = {
             let _heavy = chroot::heavy_lock();
             self.bootcfg(&root, "run", &imds.url)?

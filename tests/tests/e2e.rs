@@ -1,7 +1,8 @@
 //! The whole flow end to end on one machine (issue 6): moto, a real Puppet Server whose autosign is
 //! the signer, `conductor launch`, `bootcfg run` in a fresh Debian root against an IMDSv2
 //! endpoint, the hook signing during submission, the catalog applied, the registration consumed,
-//! and three attacks left unsigned. The steps and their checks live in `testkit::scenario`
+//! and four attacks left unsigned (among them the EC2 API reader who races the instance with its
+//! stolen user-data and a forged identity document, before the instance boots). The steps and their checks live in `testkit::scenario`
 //! (shared with the `demo` walkthrough); this test re-checks what the report says.
 //!
 //! Needs root, `sudo tests/setup.sh`, and `cargo build --workspace` (the real binaries).
@@ -28,7 +29,16 @@ fn conductor_bootcfg_signer_end_to_end_with_attacks() {
     assert_eq!(report.approved["decision"], "approved");
     assert_eq!(report.approved["certname"], report.certname.as_str());
     let names: Vec<&str> = report.attacks.iter().map(|a| a.name).collect();
-    assert_eq!(names, ["replay", "wrong secret", "dns_alt_names=puppet"]);
+    assert_eq!(
+        names,
+        [
+            "api reader",
+            "replay",
+            "wrong secret",
+            "dns_alt_names=puppet"
+        ]
+    );
+    assert_eq!(report.attacks[0].audit["check"], "identity");
     for a in &report.attacks {
         assert_eq!(a.ca_state.as_deref(), Some("requested"), "{a:?}");
         assert_eq!(a.audit["decision"], "rejected", "{a:?}");
@@ -38,10 +48,12 @@ fn conductor_bootcfg_signer_end_to_end_with_attacks() {
             "an audit rejection needs a reason: {a:?}"
         );
     }
-    assert_eq!(
-        report.attacks[0].certname, report.certname,
-        "the replay reuses the first instance's certname"
-    );
+    for a in &report.attacks[..2] {
+        assert_eq!(
+            a.certname, report.certname,
+            "the API reader and the replay target the first instance's certname"
+        );
+    }
     eprintln!("[e2e] timings: {:?}", report.timings);
 }
 
