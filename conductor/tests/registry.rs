@@ -164,6 +164,63 @@ async fn suite(reg: Arc<dyn Registry>) {
     }
     reg.delete(&b).await.unwrap();
     assert!(reg.list().await.unwrap().is_empty());
+
+    // instance claims: create-only, idempotent for the holder, the first holder wins; concurrent
+    // claimers agree on one holder; claims are not registrations
+    let iid = format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]);
+    let (x, y) = (name(), name());
+    assert_eq!(
+        reg.claim_instance(&iid, &x).await.unwrap(),
+        x,
+        "{loc}: first claim"
+    );
+    assert_eq!(
+        reg.claim_instance(&iid, &x).await.unwrap(),
+        x,
+        "{loc}: same holder again"
+    );
+    assert_eq!(
+        reg.claim_instance(&iid, &y).await.unwrap(),
+        x,
+        "{loc}: another certname"
+    );
+    let race = format!("i-{}", &uuid::Uuid::new_v4().simple().to_string()[..17]);
+    let claimers: Vec<String> = (0..8).map(|_| name()).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in claimers.clone() {
+        let (reg, race) = (Arc::clone(&reg), race.clone());
+        tasks.spawn(async move { reg.claim_instance(&race, &c).await.unwrap() });
+    }
+    let mut holders = std::collections::BTreeSet::new();
+    while let Some(h) = tasks.join_next().await {
+        holders.insert(h.unwrap());
+    }
+    assert_eq!(
+        holders.len(),
+        1,
+        "{loc}: racing claimers disagree: {holders:?}"
+    );
+    assert!(claimers.contains(holders.first().unwrap()));
+    assert!(
+        reg.list().await.unwrap().is_empty(),
+        "{loc}: claims are not registrations"
+    );
+    for bad in [
+        "i-../../x",
+        "i-0123",
+        "I-0123456789ABCDEF0",
+        "",
+        "registrations/x",
+    ] {
+        assert!(
+            reg.claim_instance(bad, &x).await.is_err(),
+            "{loc}: claim({bad:?})"
+        );
+    }
+    assert!(
+        reg.claim_instance(&iid, "../x").await.is_err(),
+        "{loc}: bad certname"
+    );
 }
 
 /// `record(name)` has fresh timestamps; compare everything else.

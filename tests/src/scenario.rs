@@ -665,15 +665,9 @@ impl World {
 
     /// The whole stored registration record (`conductor list --output json` shows a summary).
     fn registration(&self, certname: &str) -> Result<Value> {
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/s3/aws4_request, SignedHeaders=host, Signature=0",
-            crate::moto::REGION
-        );
-        let (code, body) = self.moto.http_with(
-            "GET",
+        let (code, body) = self.aws_get(
+            "s3",
             &format!("/{BUCKET}/reg/registrations/{certname}.json"),
-            &[("Authorization", &auth)],
-            b"",
         )?;
         ensure!(
             code == 200,
@@ -716,18 +710,19 @@ impl World {
         Ok((name, iid, ud))
     }
 
-    /// An EC2 Query API call to moto (unsigned; the credential scope routes it to EC2).
-    fn ec2(&self, query: &str) -> Result<String> {
+    /// A GET to moto for `service` (unsigned; the credential scope routes it).
+    fn aws_get(&self, service: &str, path: &str) -> Result<(u16, String)> {
         let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/ec2/aws4_request, SignedHeaders=host, Signature=0",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0",
             crate::moto::REGION
         );
-        let (code, body) = self.moto.http_with(
-            "GET",
-            &format!("/?{query}&Version=2016-11-15"),
-            &[("Authorization", &auth)],
-            b"",
-        )?;
+        self.moto
+            .http_with("GET", path, &[("Authorization", &auth)], b"")
+    }
+
+    /// An EC2 Query API call to moto.
+    fn ec2(&self, query: &str) -> Result<String> {
+        let (code, body) = self.aws_get("ec2", &format!("/?{query}&Version=2016-11-15"))?;
         ensure!(code == 200, "EC2 {query}: HTTP {code}: {body}");
         Ok(body)
     }

@@ -76,6 +76,18 @@ impl S3Registry {
         }
     }
 
+    /// The whole body of an object read from `key`.
+    async fn body(&self, body: ByteStream, key: &str) -> Result<Vec<u8>, RegistryError> {
+        Ok(body
+            .collect()
+            .await
+            .map_err(|e| RegistryError::Unreachable {
+                location: self.loc(),
+                reason: format!("reading {key}: {e}"),
+            })?
+            .to_vec())
+    }
+
     async fn read_claim(&self, key: &str) -> Result<Option<String>, RegistryError> {
         match self
             .client
@@ -86,15 +98,7 @@ impl S3Registry {
             .await
         {
             Ok(out) => {
-                let bytes = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| RegistryError::Unreachable {
-                        location: self.loc(),
-                        reason: format!("reading {key}: {e}"),
-                    })?
-                    .into_bytes();
+                let bytes = self.body(out.body, key).await?;
                 Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned()))
             }
             Err(e) => {
@@ -289,15 +293,7 @@ impl Registry for S3Registry {
             }
         };
         let version = etag(self, certname, out.e_tag())?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| RegistryError::Unreachable {
-                location: self.loc(),
-                reason: format!("reading {key}: {e}"),
-            })?
-            .into_bytes();
+        let bytes = self.body(out.body, &key).await?;
         let record =
             Registration::from_json(certname, &bytes).map_err(|e| RegistryError::Corrupt {
                 location: self.loc(),
