@@ -175,12 +175,22 @@ impl Default for Deadlines {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
-    /// Smallest RSA modulus accepted.
+    /// Smallest RSA modulus accepted, 2048 to [`Policy::MAX_RSA_BITS`] (larger keys are refused).
     #[serde(default = "default_min_rsa_bits")]
     pub min_rsa_bits: u32,
-    /// EC curves accepted, by NIST name: `P-256`, `P-384`, `P-521`.
+    /// Smallest RSA public exponent accepted; must be odd and at least 3. Whatever the floor,
+    /// an exponent is refused when it is even, or 2^256 or more (FIPS 186-5's ceiling).
+    #[serde(default = "default_rsa_min_exponent")]
+    pub rsa_min_exponent: u64,
+    /// EC curves accepted, by NIST name: `P-256`, `P-384`, `P-521`. Only named curves: a key
+    /// carrying explicit curve parameters is refused even when they are those of a listed curve.
     #[serde(default = "default_ec_curves")]
     pub ec_curves: Vec<EcCurve>,
+    /// Hashes accepted in the CSR's self-signature (RSA PKCS#1 v1.5 or ECDSA): `sha256`,
+    /// `sha384`, `sha512`. MD2, MD4, MD5, SHA-1, SHA-224, RSASSA-PSS, Ed25519, Ed448 and unknown
+    /// algorithms are always refused.
+    #[serde(default = "default_signature_hashes")]
+    pub signature_hashes: Vec<SignatureHash>,
     /// Accept a `pp_instance_id` extension when the registration has no instance id
     /// (`conductor register` without a launch). Off by default: the value could not be checked.
     #[serde(default)]
@@ -197,6 +207,12 @@ pub struct Policy {
     /// is for: the CA accepts no second request for a name while one is pending.
     #[serde(default = "yes")]
     pub evict_squatting_requests: bool,
+}
+
+impl Policy {
+    /// RSA moduli over this many bits are refused whatever the policy: checking a modulus for
+    /// known factors costs a full-size exponentiation, which grows with the cube of its size.
+    pub const MAX_RSA_BITS: u32 = 8192;
 }
 
 fn yes() -> bool {
@@ -250,7 +266,9 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             min_rsa_bits: default_min_rsa_bits(),
+            rsa_min_exponent: default_rsa_min_exponent(),
             ec_curves: default_ec_curves(),
+            signature_hashes: default_signature_hashes(),
             instance_id_without_registered: false,
             max_csr_bytes: default_max_csr_bytes(),
             identity: IdentityPolicy::default(),
@@ -268,6 +286,15 @@ pub enum EcCurve {
     P384,
     #[serde(rename = "P-521")]
     P521,
+}
+
+/// Hashes a CSR's self-signature may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureHash {
+    Sha256,
+    Sha384,
+    Sha512,
 }
 
 fn default_audit_log() -> PathBuf {
@@ -288,8 +315,18 @@ fn default_ca() -> Duration {
 fn default_min_rsa_bits() -> u32 {
     2048
 }
+fn default_rsa_min_exponent() -> u64 {
+    65537
+}
 fn default_ec_curves() -> Vec<EcCurve> {
     vec![EcCurve::P256, EcCurve::P384, EcCurve::P521]
+}
+fn default_signature_hashes() -> Vec<SignatureHash> {
+    vec![
+        SignatureHash::Sha256,
+        SignatureHash::Sha384,
+        SignatureHash::Sha512,
+    ]
 }
 fn default_max_csr_bytes() -> usize {
     64 * 1024
@@ -342,6 +379,46 @@ impl SignerConfig {
                     "use 2048 or more",
                 )
                 .at(line_of("min_rsa_bits")),
+            );
+        }
+        if cfg.policy.min_rsa_bits > Policy::MAX_RSA_BITS {
+            diags.push(
+                Diagnostic::error(
+                    name,
+                    "policy.min_rsa_bits",
+                    format!(
+                        "{} bits is over the {}-bit ceiling, so every RSA key would be refused",
+                        cfg.policy.min_rsa_bits,
+                        Policy::MAX_RSA_BITS
+                    ),
+                    "use 2048, 3072 or 4096",
+                )
+                .at(line_of("min_rsa_bits")),
+            );
+        }
+        if cfg.policy.rsa_min_exponent < 3 || cfg.policy.rsa_min_exponent.is_multiple_of(2) {
+            diags.push(
+                Diagnostic::error(
+                    name,
+                    "policy.rsa_min_exponent",
+                    format!(
+                        "{} is not an odd exponent of at least 3 (exponent 1 lets anyone forge the self-signature; RSA exponents are odd)",
+                        cfg.policy.rsa_min_exponent
+                    ),
+                    "use the default 65537",
+                )
+                .at(line_of("rsa_min_exponent")),
+            );
+        }
+        if cfg.policy.signature_hashes.is_empty() {
+            diags.push(
+                Diagnostic::error(
+                    name,
+                    "policy.signature_hashes",
+                    "no signature hash is allowed, so no CSR could ever be signed",
+                    "use the default [sha256, sha384, sha512]",
+                )
+                .at(line_of("signature_hashes")),
             );
         }
         if cfg.policy.max_csr_bytes < 1024 || cfg.policy.max_csr_bytes > 1024 * 1024 {
@@ -434,6 +511,67 @@ mod tests {
         );
         assert_eq!(c.ca.layout, Layout::Debian);
         assert!(!c.policy.instance_id_without_registered);
+        assert_eq!(c.policy.rsa_min_exponent, 65537);
+        assert_eq!(
+            c.policy.signature_hashes,
+            vec![
+                SignatureHash::Sha256,
+                SignatureHash::Sha384,
+                SignatureHash::Sha512
+            ]
+        );
+        assert_eq!(c.policy, Policy::default());
+    }
+
+    #[test]
+    fn key_and_signature_policy_is_validated() {
+        let ok = SignerConfig::parse(
+            "s.yaml",
+            "registry: file:///x\npolicy:\n  rsa_min_exponent: 3\n  signature_hashes: [sha384]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.policy.rsa_min_exponent, 3);
+        assert_eq!(ok.policy.signature_hashes, vec![SignatureHash::Sha384]);
+        for (exp, line) in [("1", 3), ("65538", 3), ("0", 3)] {
+            let e = SignerConfig::parse(
+                "s.yaml",
+                &format!("registry: file:///x\npolicy:\n  rsa_min_exponent: {exp}\n"),
+            )
+            .unwrap_err();
+            assert_eq!(e.0[0].key, "policy.rsa_min_exponent", "{e}");
+            assert_eq!(e.0[0].location.line, line);
+        }
+        let e = SignerConfig::parse(
+            "s.yaml",
+            "registry: file:///x\npolicy:\n  min_rsa_bits: 16384\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "policy.min_rsa_bits", "{e}");
+        assert!(e.0[0].message.contains("8192"), "{e}");
+        let e = SignerConfig::parse(
+            "s.yaml",
+            "registry: file:///x\npolicy:\n  signature_hashes: []\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].key, "policy.signature_hashes", "{e}");
+        // Weak or unknown hashes cannot even be named.
+        for h in ["sha1", "md5", "sha224", "SHA-256"] {
+            let e = SignerConfig::parse(
+                "s.yaml",
+                &format!("registry: file:///x\npolicy:\n  signature_hashes: [{h}]\n"),
+            )
+            .unwrap_err();
+            assert!(
+                e.0[0].key.starts_with("policy.signature_hashes"),
+                "{h}: {e}"
+            );
+        }
+        let e = SignerConfig::parse(
+            "s.yaml",
+            "registry: file:///x\npolicy:\n  rsa_min_exponent: -3\n",
+        )
+        .unwrap_err();
+        assert!(e.0[0].key.starts_with("policy.rsa_min_exponent"), "{e}");
     }
 
     #[test]
