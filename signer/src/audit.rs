@@ -24,6 +24,14 @@ pub enum Outcome {
     /// Sweep: a rejected request squatting on a registered, still-pending certname was removed
     /// from the CA, so the instance the registration is for can submit its own.
     Evicted,
+    /// Sweep: a listed entry that cannot be decided on its own terms (a certname that is not a
+    /// plain name, an unreadable request); never signed, never touched, the rest goes on.
+    Skipped,
+    /// Sweep, security incident: the certificate the CA issued could not be shown to be for the
+    /// CSR that was checked (its key differs: the pending request was replaced between the check
+    /// and the signing; or it could not be read back). It is revoked at once; the reason says
+    /// whether revoking worked.
+    Incident,
 }
 
 /// One audit line.
@@ -99,13 +107,14 @@ impl AuditLog {
         f.sync_data()
     }
 
-    /// Whether the log's recent tail already holds the same rejection (same certname, CSR,
-    /// check and reason). A sweep under cron or `--watch` meets a CSR it refuses again at every
-    /// interval; it writes the rejection once, not once a minute forever. Reading is bounded (the
-    /// last [`DEDUP_WINDOW`] bytes); a log that cannot be read counts as "not logged".
+    /// Whether the log's recent tail already holds the same rejection or skip (same certname,
+    /// CSR, decision, check and reason). A sweep under cron or `--watch` meets a CSR it refuses
+    /// (or an entry it skips) again at every interval; it writes the line once, not once a minute
+    /// forever. Reading is bounded (the last [`DEDUP_WINDOW`] bytes); a log that cannot be read
+    /// counts as "not logged".
     pub fn has_rejection(&self, rec: &Record) -> bool {
         use std::io::{Read, Seek, SeekFrom};
-        if rec.decision != Outcome::Rejected {
+        if !matches!(rec.decision, Outcome::Rejected | Outcome::Skipped) {
             return false;
         }
         let Ok(mut f) = std::fs::File::open(&self.path) else {
@@ -126,7 +135,7 @@ impl AuditLog {
         tail.split(|b| *b == b'\n')
             .filter_map(|l| serde_json::from_slice::<Logged>(l).ok())
             .any(|l| {
-                l.decision == Outcome::Rejected
+                l.decision == rec.decision
                     && (
                         l.certname.as_str(),
                         l.csr_sha256.as_str(),

@@ -2,7 +2,9 @@
 //! `puppetserver ca` CLI plus `$csrdir` where the API cannot be used.
 //!
 //! Paths come from the config, else from `puppet config print … --section server`, else from the
-//! layout's defaults (Debian or AIO/OpenVox). Nothing is hard-coded beyond those defaults.
+//! layout's defaults (Debian or AIO/OpenVox). Nothing is hard-coded beyond those defaults, except
+//! that the CA's records of what it issued (`cert_inventory`, `signeddir`) are only ever taken
+//! from Puppet itself: a guessed inventory that happens to exist could wrongly show "never issued".
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
@@ -18,6 +20,35 @@ pub struct Pending {
     pub name: String,
     /// Lowercase hex SHA-256 of the CSR's DER, when the CA gave one.
     pub sha256: Option<String>,
+    /// Why this listing entry cannot be handled at all (e.g. it has no name); the sweep reports
+    /// and skips it. Names that are not plain are found by [`check_plain_name`].
+    pub problem: Option<String>,
+}
+
+impl Pending {
+    pub fn new(name: impl Into<String>, sha256: Option<String>) -> Self {
+        Pending {
+            name: name.into(),
+            sha256,
+            problem: None,
+        }
+    }
+}
+
+/// A failure that concerns one listed entry only (its request cannot be read, or the CA answers
+/// an error status for that name): the sweep skips the entry and goes on with the others.
+/// Anything else (the CA unreachable) stops the run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EntryError(pub String);
+
+/// What the CA's own records say about certificates issued under a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issuance {
+    /// The CA holds no certificate under the name and its inventory lists none ever issued.
+    Never,
+    /// A certificate was issued under the name (now or before a `clean`): the evidence.
+    Issued(String),
 }
 
 /// The CA's answer to a signing request.
@@ -41,6 +72,26 @@ pub trait Ca: Send + Sync {
     /// Discard the pending request of `name` (never a certificate: a name without a pending
     /// request is left alone). `Ok(false)` if there was none.
     async fn remove_request(&self, name: &str) -> Result<bool>;
+    /// Whether a certificate was ever issued under `name`: the CA's status for the name, then its
+    /// inventory (`$cert_inventory`, one line per certificate ever issued, kept across `clean`).
+    /// `Err` when that cannot be established; callers then assume one was (fail closed).
+    async fn issued(&self, name: &str) -> Result<Issuance> {
+        bail!(
+            "{} cannot tell which certificates it issued for {name}",
+            self.describe()
+        )
+    }
+    /// The PEM of the certificate the CA holds for `name`; `None` if it holds none.
+    async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        bail!("{} cannot read the certificate of {name}", self.describe())
+    }
+    /// Revoke the certificate the CA holds for `name`. `Ok(false)` if it holds none.
+    async fn revoke(&self, name: &str) -> Result<bool> {
+        bail!(
+            "{} cannot revoke the certificate of {name}",
+            self.describe()
+        )
+    }
 }
 
 /// Resolved locations of everything the sweep needs.
@@ -53,6 +104,13 @@ pub struct CaPaths {
     pub csrdir: PathBuf,
     pub puppet_conf: Option<PathBuf>,
     pub puppetserver_bin: PathBuf,
+    /// `puppet`, to ask for the settings below when [`resolve`] did not print them.
+    pub puppet_bin: PathBuf,
+    /// `cert_inventory` as `puppet config print` showed it; `None` when it did not run (then it is
+    /// asked on first need). Never guessed.
+    pub cert_inventory: Option<PathBuf>,
+    /// `signeddir` as `puppet config print` showed it; `None` when it did not run.
+    pub signeddir: Option<PathBuf>,
 }
 
 const SETTINGS: &[&str] = &[
@@ -66,6 +124,8 @@ const SETTINGS: &[&str] = &[
     "localcacert",
     "ca_server",
     "ca_port",
+    "cert_inventory",
+    "signeddir",
 ];
 
 /// `puppet config print SETTINGS --section server [--config FILE]` as a map.
@@ -159,6 +219,106 @@ pub fn resolve(cfg: &CaConfig, limit: Duration) -> Result<CaPaths> {
             .puppetserver_bin
             .clone()
             .unwrap_or_else(|| PathBuf::from(layout.puppetserver_bin())),
+        cert_inventory: get("cert_inventory").map(PathBuf::from),
+        signeddir: get("signeddir").map(PathBuf::from),
+        puppet_bin: puppet,
+    })
+}
+
+/// The CA's records of what it issued, located through Puppet: from [`resolve`]'s print, else by
+/// asking `puppet config print` on first need (then remembered).
+struct Records {
+    paths: CaPaths,
+    limit: Duration,
+    asked: std::sync::Mutex<Option<BTreeMap<String, String>>>,
+}
+
+impl Records {
+    fn new(paths: &CaPaths, limit: Duration) -> Self {
+        Records {
+            paths: paths.clone(),
+            limit,
+            asked: std::sync::Mutex::new(None),
+        }
+    }
+
+    async fn setting(&self, key: &str) -> Result<PathBuf> {
+        let known = match key {
+            "cert_inventory" => &self.paths.cert_inventory,
+            "signeddir" => &self.paths.signeddir,
+            _ => bail!("unknown CA setting {key}"),
+        };
+        if let Some(p) = known {
+            return Ok(p.clone());
+        }
+        let cached = self
+            .asked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let map = match cached {
+            Some(m) => m,
+            None => {
+                let (bin, conf, limit) = (
+                    self.paths.puppet_bin.clone(),
+                    self.paths.puppet_conf.clone(),
+                    self.limit,
+                );
+                let m = tokio::task::spawn_blocking(move || {
+                    puppet_config_print(&bin, conf.as_deref(), limit)
+                })
+                .await
+                .context("joining `puppet config print`")??;
+                *self
+                    .asked
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(m.clone());
+                m
+            }
+        };
+        map.get(key)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow::anyhow!("`puppet config print {key}` printed nothing"))
+    }
+
+    /// What `$cert_inventory` lists for `name`. Fails when the inventory cannot be read or lists
+    /// nothing at all (a CA's inventory holds at least its own certificates).
+    async fn inventory(&self, name: &str) -> Result<Issuance> {
+        let path = self.setting("cert_inventory").await?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the CA inventory {}", path.display()))?;
+        inventory_issuance(&text, name, &path)
+    }
+}
+
+/// Lines of Puppet's inventory are `SERIAL NOT_BEFORE NOT_AFTER /SUBJECT`. A line counts for
+/// `name` when any of its space-, slash-, comma- or plus-separated tokens is `CN=<name>` (when in
+/// doubt a line counts: that only ever refuses a retry).
+fn inventory_issuance(text: &str, name: &str, path: &Path) -> Result<Issuance> {
+    let want = format!("CN={name}");
+    let mut lines = 0;
+    let mut serials = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        lines += 1;
+        if line.split([' ', '/', ',', '+']).any(|t| t == want) {
+            serials.push(line.split(' ').next().unwrap_or("?").to_owned());
+        }
+    }
+    if lines == 0 {
+        bail!(
+            "the CA inventory {} lists no certificate at all (not even the CA's own); it is not this CA's",
+            path.display()
+        );
+    }
+    Ok(if serials.is_empty() {
+        Issuance::Never
+    } else {
+        Issuance::Issued(format!(
+            "serial {} in {}",
+            serials.join(", "),
+            path.display()
+        ))
     })
 }
 
@@ -190,6 +350,7 @@ pub fn open(cfg: &CaConfig, paths: &CaPaths, limit: Duration) -> Result<Box<dyn 
         Ok(Box::new(CliCa {
             paths: paths.clone(),
             limit,
+            records: Records::new(paths, limit),
         }))
     }
 }
@@ -198,6 +359,7 @@ pub fn open(cfg: &CaConfig, paths: &CaPaths, limit: Duration) -> Result<Box<dyn 
 pub struct ApiCa {
     base: String,
     client: reqwest::Client,
+    records: Records,
 }
 
 impl ApiCa {
@@ -242,19 +404,13 @@ impl ApiCa {
         Ok(ApiCa {
             base: format!("{}/puppet-ca/v1", paths.server_url.trim_end_matches('/')),
             client,
+            records: Records::new(paths, limit),
         })
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
-}
-
-#[derive(serde::Deserialize)]
-struct Status {
-    name: String,
-    #[serde(default)]
-    fingerprints: BTreeMap<String, String>,
 }
 
 /// `AB:CD:…` → `abcd…`.
@@ -265,16 +421,38 @@ pub fn normalise_fingerprint(fp: &str) -> String {
         .to_ascii_lowercase()
 }
 
-fn url_segment(name: &str) -> Result<&str> {
-    // The CA validated names; still refuse anything that could change the path.
+/// Whether a listed certname is one the signer will address (in a URL path, a file name, a
+/// command's argument): ASCII letters, digits, `-`, `_` and `.`, not starting with `.`. The CA
+/// validates names it receives through its API, but it lists whatever is in its CSR directory.
+pub fn check_plain_name(name: &str) -> Result<(), String> {
     if name.is_empty()
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         || name.starts_with('.')
+        || name.len() > 255
     {
-        bail!("CA listed a certname `{name}` that is not a plain name");
+        return Err(format!(
+            "CA listed a certname `{}` that is not a plain name (letters, digits, `-`, `_`, `.`)",
+            shown_name(name)
+        ));
     }
+    Ok(())
+}
+
+/// A listed name as it may be shown in a log: control and non-ASCII characters escaped, bounded.
+pub fn shown_name(name: &str) -> String {
+    let s: String = name.escape_default().collect();
+    if s.chars().count() > 255 {
+        format!("{}…", s.chars().take(255).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn url_segment(name: &str) -> Result<&str> {
+    // Refuse anything that could change the path.
+    check_plain_name(name).map_err(|e| anyhow::anyhow!(EntryError(e)))?;
     Ok(name)
 }
 
@@ -306,17 +484,27 @@ impl Ca for ApiCa {
         if !status.is_success() {
             bail!("CA {url} answered {status}: {}", body.trim());
         }
-        let list: Vec<Status> = serde_json::from_str(&body)
+        // Each entry on its own: one the signer cannot use is reported, not fatal to the rest.
+        let list: Vec<serde_json::Value> = serde_json::from_str(&body)
             .with_context(|| format!("CA {url} sent unexpected JSON"))?;
         Ok(list
             .into_iter()
-            .map(|s| Pending {
-                sha256: s
-                    .fingerprints
-                    .get("SHA256")
-                    .map(|f| normalise_fingerprint(f)),
-                name: s.name,
-            })
+            .enumerate()
+            .map(
+                |(i, s)| match s.get("name").and_then(serde_json::Value::as_str) {
+                    Some(name) => Pending::new(
+                        name,
+                        s.pointer("/fingerprints/SHA256")
+                            .and_then(serde_json::Value::as_str)
+                            .map(normalise_fingerprint),
+                    ),
+                    None => Pending {
+                        name: format!("(listing entry {i})"),
+                        sha256: None,
+                        problem: Some(format!("CA {url} listed entry {i} without a name")),
+                    },
+                },
+            )
             .collect())
     }
 
@@ -334,7 +522,7 @@ impl Ca for ApiCa {
             return Ok(None);
         }
         if !status.is_success() {
-            bail!("CA {url} answered {status}");
+            return Err(EntryError(format!("CA {url} answered {status}")).into());
         }
         Ok(Some(
             resp.bytes()
@@ -346,6 +534,80 @@ impl Ca for ApiCa {
 
     async fn remove_request(&self, name: &str) -> Result<bool> {
         self.delete_requested(name).await
+    }
+
+    async fn issued(&self, name: &str) -> Result<Issuance> {
+        let url = self.url(&format!("certificate_status/{}", url_segment(name)?));
+        let resp = self
+            .client
+            .get(&url)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .with_context(|| format!("CA {url} is unreachable"))?;
+        match resp.status().as_u16() {
+            404 => {}
+            200 => {
+                let status: serde_json::Value = resp
+                    .json()
+                    .await
+                    .with_context(|| format!("CA {url} sent unexpected JSON"))?;
+                match status["state"].as_str() {
+                    Some("requested") => {}
+                    Some(state @ ("signed" | "revoked")) => {
+                        return Ok(Issuance::Issued(format!(
+                            "the CA holds a {state} certificate, serial {}",
+                            status["serial_number"]
+                        )));
+                    }
+                    other => bail!("CA {url} reports an unknown state {other:?}"),
+                }
+            }
+            s => bail!("CA {url} answered {s}"),
+        }
+        // A cleaned certificate leaves no status (404), only its inventory line.
+        self.records.inventory(name).await
+    }
+
+    async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let url = self.url(&format!("certificate/{}", url_segment(name)?));
+        let resp = self
+            .client
+            .get(&url)
+            .header("Accept", "text/plain")
+            .send()
+            .await
+            .with_context(|| format!("CA {url} is unreachable"))?;
+        match resp.status().as_u16() {
+            404 => Ok(None),
+            200..=299 => Ok(Some(
+                resp.bytes()
+                    .await
+                    .with_context(|| format!("reading {url}"))?
+                    .to_vec(),
+            )),
+            s => bail!("CA {url} answered {s}"),
+        }
+    }
+
+    async fn revoke(&self, name: &str) -> Result<bool> {
+        let url = self.url(&format!("certificate_status/{}", url_segment(name)?));
+        let resp = self
+            .client
+            .put(&url)
+            .header("Content-Type", "application/json")
+            .body(r#"{"desired_state":"revoked"}"#)
+            .send()
+            .await
+            .with_context(|| format!("CA {url} is unreachable"))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        match status.as_u16() {
+            200..=299 => Ok(true),
+            // 409: "Cannot revoke certificate for host … without a signed certificate".
+            404 | 409 => Ok(false),
+            _ => bail!("CA {url} answered {status} to revoking: {}", body.trim()),
+        }
     }
 
     async fn sign(&self, name: &str) -> Result<SignOutcome> {
@@ -416,6 +678,7 @@ impl ApiCa {
 pub struct CliCa {
     paths: CaPaths,
     limit: Duration,
+    records: Records,
 }
 
 impl CliCa {
@@ -425,6 +688,48 @@ impl CliCa {
             .csrdir
             .join(format!("{}.pem", url_segment(name)?)))
     }
+
+    /// `$signeddir/<name>.pem`; `signeddir` from Puppet, else next to `$csrdir`.
+    async fn cert_path(&self, name: &str) -> Result<PathBuf> {
+        let seg = url_segment(name)?;
+        let dir = match self.records.setting("signeddir").await {
+            Ok(d) => d,
+            Err(e) => {
+                let guess = self
+                    .paths
+                    .csrdir
+                    .parent()
+                    .unwrap_or(Path::new("/"))
+                    .join("signed");
+                tracing::warn!("{e:#}; looking for certificates in {}", guess.display());
+                guess
+            }
+        };
+        Ok(dir.join(format!("{seg}.pem")))
+    }
+
+    /// `puppetserver ca <verb> --certname <name> [--config …]`.
+    async fn ca_command(&self, verb: &str, name: &str) -> Result<std::process::Output> {
+        let mut cmd = Command::new(&self.paths.puppetserver_bin);
+        cmd.args(["ca", verb, "--certname", url_segment(name)?]);
+        if let Some(conf) = &self.paths.puppet_conf {
+            cmd.arg("--config").arg(conf);
+        }
+        let limit = self.limit;
+        tokio::task::spawn_blocking(move || run(cmd, limit))
+            .await
+            .context("joining the CLI runner")?
+    }
+}
+
+fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{} {}",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+    .trim()
+    .to_owned()
 }
 
 #[async_trait]
@@ -446,10 +751,7 @@ impl Ca for CliCa {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(stem) = name.strip_suffix(".pem") {
-                out.push(Pending {
-                    name: stem.to_owned(),
-                    sha256: None,
-                });
+                out.push(Pending::new(stem, None));
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -461,7 +763,42 @@ impl Ca for CliCa {
         match std::fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(EntryError(format!("reading {}: {e}", path.display())).into()),
+        }
+    }
+
+    async fn issued(&self, name: &str) -> Result<Issuance> {
+        let cert = self.cert_path(name).await?;
+        if cert.exists() {
+            return Ok(Issuance::Issued(format!(
+                "the CA holds a certificate, {}",
+                cert.display()
+            )));
+        }
+        self.records.inventory(name).await
+    }
+
+    async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.cert_path(name).await?;
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    async fn revoke(&self, name: &str) -> Result<bool> {
+        if !self.cert_path(name).await?.exists() {
+            return Ok(false);
+        }
+        let out = self.ca_command("revoke", name).await?;
+        if out.status.success() {
+            Ok(true)
+        } else {
+            bail!(
+                "puppetserver ca revoke {name} failed: {}",
+                output_text(&out)
+            )
         }
     }
 
@@ -478,23 +815,11 @@ impl Ca for CliCa {
         if !self.csr_path(name)?.exists() {
             return Ok(SignOutcome::Gone);
         }
-        let mut cmd = Command::new(&self.paths.puppetserver_bin);
-        cmd.args(["ca", "sign", "--certname", url_segment(name)?]);
-        if let Some(conf) = &self.paths.puppet_conf {
-            cmd.arg("--config").arg(conf);
-        }
-        let limit = self.limit;
-        let out = tokio::task::spawn_blocking(move || run(cmd, limit))
-            .await
-            .context("joining the CLI runner")??;
+        let out = self.ca_command("sign", name).await?;
         if out.status.success() {
             Ok(SignOutcome::Signed)
         } else {
-            let text = format!(
-                "{} {}",
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            let text = output_text(&out);
             if text.contains("Could not")
                 || text.contains("nable to connect")
                 || text.contains("Connection refused")
@@ -506,8 +831,14 @@ impl Ca for CliCa {
     }
 }
 
-/// Run a command with stdin closed and a time limit; output captured.
+/// How much of each output stream [`run`] keeps; the rest is read and dropped.
+pub const OUTPUT_CAP: u64 = 8 << 20;
+
+/// Run a command with stdin closed and a time limit; output captured (up to [`OUTPUT_CAP`] per
+/// stream). Both streams are drained by their own threads while the child runs, so a child that
+/// writes more than a pipe buffer never blocks on a full pipe.
 pub fn run(mut cmd: Command, limit: Duration) -> Result<std::process::Output> {
+    use std::io::Read;
     let shown = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -516,17 +847,103 @@ pub fn run(mut cmd: Command, limit: Duration) -> Result<std::process::Output> {
         .spawn()
         .with_context(|| format!("starting {shown}"))?;
     let start = std::time::Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            return child
-                .wait_with_output()
-                .with_context(|| format!("reading the output of {shown}"));
+    let (tx, rx) = std::sync::mpsc::channel::<(bool, std::io::Result<Vec<u8>>)>();
+    let pipes: [(bool, Option<Box<dyn Read + Send>>); 2] = [
+        (true, child.stdout.take().map(|p| Box::new(p) as _)),
+        (false, child.stderr.take().map(|p| Box::new(p) as _)),
+    ];
+    let mut readers = 0;
+    for (is_stdout, pipe) in pipes {
+        let Some(mut pipe) = pipe else { continue };
+        let tx = tx.clone();
+        readers += 1;
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let r = (&mut pipe)
+                .take(OUTPUT_CAP)
+                .read_to_end(&mut buf)
+                .and_then(|_| std::io::copy(&mut pipe, &mut std::io::sink()))
+                .map(|_| buf);
+            let _ = tx.send((is_stdout, r));
+        });
+    }
+    drop(tx);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
         }
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
+            // The reader threads end when the last holder of the pipes does; not waited for.
             bail!("{shown} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    for _ in 0..readers {
+        // A process the child left running may hold a pipe open: wait no longer than the limit.
+        let left = limit.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok((true, r)) => {
+                stdout = r.with_context(|| format!("reading the output of {shown}"))?;
+            }
+            Ok((false, r)) => {
+                stderr = r.with_context(|| format!("reading the errors of {shown}"))?;
+            }
+            Err(_) => bail!(
+                "{shown} exited ({status}) but a process it started kept its output open past {limit:?}"
+            ),
+        }
+    }
+    Ok(std::process::Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    }
+
+    #[test]
+    fn the_cli_runner_drains_stdout_and_stderr_while_it_waits() {
+        // More than a pipe buffer on both streams: a runner that reads only after the exit
+        // deadlocks with the child until its deadline.
+        let script = "head -c 1500000 /dev/zero | tr '\\0' o; head -c 1200000 /dev/zero | tr '\\0' e >&2; echo done >&2";
+        let limit = Duration::from_secs(10);
+        let t = std::time::Instant::now();
+        let out = run(sh(script), limit).expect("the child finishes well within its limit");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(out.status.success());
+        assert_eq!(out.stdout.len(), 1_500_000);
+        assert!(out.stdout.iter().all(|b| *b == b'o'));
+        assert_eq!(out.stderr.len(), 1_200_000 + 5);
+        assert!(out.stderr.ends_with(b"done\n"));
+    }
+
+    #[test]
+    fn the_cli_runner_still_ends_a_child_at_its_deadline() {
+        for script in ["sleep 30", "head -c 2000000 /dev/zero; sleep 30"] {
+            let t = std::time::Instant::now();
+            let e = run(sh(script), Duration::from_millis(300)).unwrap_err();
+            assert!(e.to_string().contains("did not finish"), "{e:#}");
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{script}: took {:?}",
+                t.elapsed()
+            );
+        }
     }
 }

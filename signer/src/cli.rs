@@ -25,7 +25,9 @@ Examples:
   signer sweep --dry-run
 
 Exit codes: 0 approved/ran, 1 rejected (autosign), 2 bad config or usage,
-3 registry or CA unavailable (nothing signed), 4 autosign deadline ran out.";
+3 registry or CA unavailable (nothing signed), 4 autosign deadline ran out,
+5 sweep: a certificate was issued for another CSR than the one checked (revoked: incident),
+6 sweep: some pending entries could not be decided and were skipped (see `skipped`).";
 
 /// Signs Puppet CSRs only for certnames the conductor registered, and only with the CSR proving
 /// the registration's one-time secret. Anything else stays pending and is reported.
@@ -187,11 +189,7 @@ fn run_sweep(cfg: &SignerConfig, output: Output, dry_run: bool, watch: Option<Du
                 },
             };
             print_report(&report, output);
-            let code = if report.failed() {
-                exit::UNAVAILABLE
-            } else {
-                exit::OK
-            };
+            let code = report.exit_code();
             let Some(every) = watch else { return code };
             let mut term =
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -232,12 +230,30 @@ fn print_report(r: &Report, output: Output) {
                 );
             }
             println!(
-                "pending {}, signed {}, would sign {}, rejected {}, evicted {}, errors {}",
-                r.pending, r.signed, r.would_sign, r.rejected, r.evicted, r.errors
+                "pending {}, signed {}, would sign {}, rejected {}, evicted {}, skipped {}, incidents {}, errors {}",
+                r.pending,
+                r.signed,
+                r.would_sign,
+                r.rejected,
+                r.evicted,
+                r.skipped,
+                r.incidents,
+                r.errors
             );
         }
     }
     if let Some(e) = &r.error {
         eprintln!("error: {e}; nothing more was signed in this run, the next run retries");
+    }
+    for i in r
+        .items
+        .iter()
+        .filter(|i| i.decision == crate::audit::Outcome::Incident)
+    {
+        eprintln!(
+            "SECURITY INCIDENT: {}: {}",
+            i.certname,
+            i.reason.as_deref().unwrap_or("")
+        );
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! Checks, all of which must pass, in this order (the first failure is the reason reported):
 //! 1. input: the certname is one the conductor issues; the CSR is under the size cap and parses;
-//! 2. csr: self-signature verifies, key is RSA >= policy bits or an allowed EC curve, subject is
-//!    exactly `CN=<certname>`;
+//! 2. csr: strict DER in one strict PEM block (the bytes OpenSSL verifies are the bytes every
+//!    check reads); self-signature verifies with an allowed hash; RSA key of the policy's size
+//!    with an odd exponent >= the floor and a modulus without small or structural factors, or an
+//!    EC key on an allowed named curve; subject exactly one RDN holding one CN = `<certname>`
+//!    (see [`crate::csr`] and signer/README.md, "Key, signature and subject policy");
 //! 3. registration: exists, unexpired, unconsumed;
 //! 4. secret: exactly one challengePassword, whose SHA-256 matches (constant time);
 //! 5. forbidden: no subjectAltName other than `DNS:<certname>`, nothing from `1.3.6.1.4.1.34380.1.3.*`;
@@ -25,7 +28,11 @@
 //! **Retry rule (sweep only).** If a registration is already consumed *by this exact CSR* (same
 //! SHA-256 fingerprint) and is still unexpired, the sweep may sign again: this covers a hook that
 //! consumed and then ran out of time, and a sweep whose PUT failed after consuming. A different CSR
-//! for the same certname is a replay and is refused.
+//! for the same certname is a replay and is refused. The approval ([`Approval::retry`]) is only a
+//! candidate: the sweep signs it only when the CA's records show that **no certificate was ever
+//! issued** under the name (`sweep::retry_allowed`, [`crate::ca::Ca::issued`]), and refuses when
+//! that cannot be established. So a node whose certificate was cleaned (decommissioned) is never
+//! signed again by resubmitting its old CSR.
 
 use crate::csr::{self, Csr, CsrError};
 use crate::identity::TrustedCerts;
@@ -323,6 +330,9 @@ pub fn check_against(
                     ),
                 );
             } else if same_csr {
+                // A candidate only: nothing here can see whether the CA issued a certificate for
+                // this consumption (it did if the node enrolled and was later cleaned). The sweep
+                // signs a retry only once the CA's records show none was ever issued.
                 retry = true;
             } else {
                 return reject(
@@ -540,7 +550,7 @@ pub fn check_identity(
             ),
         );
     }
-    if !policy.identity.accounts.iter().any(|a| *a == d.account_id) {
+    if !policy.identity.accounts.contains(&d.account_id) {
         return reject(
             Check::Identity,
             format!(
@@ -1229,7 +1239,7 @@ mod tests {
             let a = decide_on(
                 &mem,
                 CN,
-                &with_proofs(Spec::new(CN, SECRET), &[proof.clone()]),
+                &with_proofs(Spec::new(CN, SECRET), std::slice::from_ref(&proof)),
                 &world().policy,
             )
             .await
@@ -1273,7 +1283,9 @@ mod tests {
             strict.identity.require_proof = true;
             let mem = MemRegistry::default();
             mem.create(&registration()).await.unwrap();
-            let r = decide_on(&mem, CN, &good().build(key()), &strict).await.unwrap_err();
+            let r = decide_on(&mem, CN, &good().build(key()), &strict)
+                .await
+                .unwrap_err();
             assert!(r.reason.contains("require_proof"), "{r:?}");
         }
 

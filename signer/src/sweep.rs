@@ -2,13 +2,26 @@
 //!
 //! Per CSR: fetch it (checking it against the listed fingerprint), evaluate, consume the
 //! registration (compare-and-swap), fetch it **again** and compare its SHA-256 with the one that
-//! was decided, then `PUT certificate_status/<name>` `{"desired_state":"signed"}`.
+//! was decided, then `PUT certificate_status/<name>` `{"desired_state":"signed"}`, then fetch the
+//! issued certificate and compare its public key with the checked CSR's: the CA has no
+//! compare-and-sign, so a request replaced between the re-check and the signing is caught here
+//! and its certificate revoked at once (an incident).
+//!
+//! Each listed entry is decided on its own: one that cannot be addressed (a certname that is not a
+//! plain name) or read is skipped and reported, and the sweep goes on; only the registry or the
+//! CA being unreachable stops a run.
+//!
+//! The retry rule (a registration consumed by this very CSR, see [`crate::decide`]) applies only
+//! when the CA's records show that no certificate was ever issued under the name
+//! ([`Ca::issued`]): a node whose certificate was cleaned is never signed again.
+//!
 //! An exclusive lock on `lock_file` keeps overlapping runs on one host apart; the CAS keeps
 //! signers on different hosts (or the hook and a sweep) apart.
 
 use crate::audit::{AuditLog, Outcome, Record};
-use crate::ca::{Ca, SignOutcome};
+use crate::ca::{Ca, Issuance, SignOutcome};
 use crate::decide::{Check, DecideError, Decider, Mode};
+use crate::hook::exit;
 use anyhow::{Context, Result};
 use schemas::registry::{Registry, RegistryOptions};
 use schemas::signer_config::SignerConfig;
@@ -37,6 +50,11 @@ pub struct Report {
     pub errors: usize,
     /// Rejected requests removed from the CA because they squatted on a pending registration.
     pub evicted: usize,
+    /// Listed entries that could not be decided on their own terms (e.g. a certname that is not a
+    /// plain name); each is an item with `decision: skipped` and the reason.
+    pub skipped: usize,
+    /// Certificates issued for something other than the checked CSR, revoked at once.
+    pub incidents: usize,
     /// Set when the run stopped early (registry or CA unreachable), or was skipped (lock held).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -52,6 +70,8 @@ impl Report {
             Outcome::WouldSign => self.would_sign += 1,
             Outcome::Error => self.errors += 1,
             Outcome::Evicted => self.evicted += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Incident => self.incidents += 1,
         }
         let rec = Record::new(
             Mode::Sweep,
@@ -74,16 +94,43 @@ impl Report {
             Outcome::Error => {
                 tracing::error!(certname = %item.certname, reason = item.reason.as_deref().unwrap_or(""), "not signed")
             }
+            Outcome::Skipped => {
+                tracing::warn!(certname = %item.certname, reason = item.reason.as_deref().unwrap_or(""), "skipped")
+            }
+            Outcome::Incident => {
+                tracing::error!(certname = %item.certname, csr_sha256 = %item.csr_sha256, reason = item.reason.as_deref().unwrap_or(""), "SECURITY INCIDENT")
+            }
             _ => tracing::info!(certname = %item.certname, decision = ?item.decision, "decided"),
         }
         self.items.push(item);
     }
 
-    /// Whether the run failed in a way that must give a non-zero exit.
+    /// Whether the run must give a non-zero exit.
     pub fn failed(&self) -> bool {
-        self.error.is_some() || self.errors > 0
+        self.exit_code() != exit::OK
+    }
+
+    /// The sweep's exit code: [`EXIT_INCIDENT`] over [`exit::UNAVAILABLE`] (an error, or the
+    /// registry or CA unreachable) over [`EXIT_SKIPPED`] over [`exit::OK`].
+    pub fn exit_code(&self) -> u8 {
+        if self.incidents > 0 {
+            EXIT_INCIDENT
+        } else if self.error.is_some() || self.errors > 0 {
+            exit::UNAVAILABLE
+        } else if self.skipped > 0 {
+            EXIT_SKIPPED
+        } else {
+            exit::OK
+        }
     }
 }
+
+/// Sweep exit code: a certificate was issued for something other than the checked CSR (a security
+/// incident); it was revoked, or the report says revoking failed.
+pub const EXIT_INCIDENT: u8 = 5;
+/// Sweep exit code: the run completed, but some listed entries could not be decided and were
+/// skipped (`skipped` in the report); they stay at the CA for an operator.
+pub const EXIT_SKIPPED: u8 = 6;
 
 /// Take the sweep lock without waiting. `Ok(None)` means another sweep holds it.
 pub fn try_lock(cfg: &SignerConfig) -> Result<Option<File>> {
@@ -214,6 +261,125 @@ fn approval_note(a: &crate::decide::Approval) -> Option<String> {
     }
 }
 
+/// Whether the retry rule may apply to `name`: only when the CA's records establish that no
+/// certificate was ever issued under it. `Err(item)` is what to report instead (fail closed).
+async fn retry_allowed(
+    ca: &dyn Ca,
+    name: &str,
+    sha: &str,
+    approval: &crate::decide::Approval,
+) -> Result<(), Item> {
+    let c = approval.registration.consumed.as_ref();
+    let consumed = c.map_or_else(String::new, |c| {
+        format!(" at {} by {}", c.at.to_rfc3339(), c.by)
+    });
+    let item = |decision, check, reason| Item {
+        certname: name.to_owned(),
+        csr_sha256: sha.to_owned(),
+        decision,
+        check,
+        reason: Some(reason),
+    };
+    match ca.issued(name).await {
+        Ok(Issuance::Never) => Ok(()),
+        Ok(Issuance::Issued(evidence)) => Err(item(
+            Outcome::Rejected,
+            Some(Check::Registration),
+            format!(
+                "registration consumed by this CSR{consumed}, and a certificate was issued for it ({evidence}): the retry rule covers only a consumption that issued nothing; a node whose certificate was cleaned (decommissioned) is never signed again; register it anew to re-enroll"
+            ),
+        )),
+        Err(e) => Err(item(
+            Outcome::Error,
+            None,
+            format!(
+                "registration consumed by this CSR{consumed}; cannot establish that no certificate was ever issued for it, so it is not signed again: {e:#}"
+            ),
+        )),
+    }
+}
+
+/// The public key (DER SubjectPublicKeyInfo) of a PEM CSR or certificate.
+fn csr_key(pem: &[u8]) -> Result<Vec<u8>, String> {
+    openssl::x509::X509Req::from_pem(pem)
+        .and_then(|r| r.public_key())
+        .and_then(|k| k.public_key_to_der())
+        .map_err(|e| format!("the checked CSR's key cannot be read: {e}"))
+}
+
+/// After the CA answered "signed": read the certificate it issued and check that it is for the
+/// CSR that was checked (same public key, subject `CN=<name>`). `Err` says why not.
+async fn verify_issued(ca: &dyn Ca, name: &str, checked_pem: &[u8]) -> Result<(), String> {
+    let want = csr_key(checked_pem)?;
+    let pem = match ca.certificate(name).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return Err("the CA shows no certificate under the name right after signing".into());
+        }
+        Err(e) => return Err(format!("the issued certificate cannot be read: {e:#}")),
+    };
+    let cert = openssl::x509::X509::from_pem(&pem)
+        .map_err(|e| format!("the CA sent no PEM certificate: {e}"))?;
+    let serial = cert
+        .serial_number()
+        .to_bn()
+        .and_then(|b| b.to_hex_str().map(|h| h.to_string()))
+        .unwrap_or_else(|_| "?".into());
+    let got = cert
+        .public_key()
+        .and_then(|k| k.public_key_to_der())
+        .map_err(|e| format!("the key of certificate serial {serial} cannot be read: {e}"))?;
+    if got != want {
+        return Err(format!(
+            "the CA issued certificate serial 0x{serial} for another key (SHA-256 {}) than the checked CSR's (SHA-256 {}): the pending request was replaced between the check and the signing",
+            hex::encode(openssl::sha::sha256(&got)),
+            hex::encode(openssl::sha::sha256(&want))
+        ));
+    }
+    let cns: Vec<String> = cert
+        .subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
+        .collect();
+    if cns != [name] {
+        return Err(format!(
+            "certificate serial 0x{serial} has subject CN {cns:?}, not `{name}`"
+        ));
+    }
+    Ok(())
+}
+
+/// A certificate that is not shown to be for the checked CSR: revoke it at once and report an
+/// incident (audit line, error log, exit [`EXIT_INCIDENT`]).
+async fn incident(
+    report: &mut Report,
+    audit: &AuditLog,
+    ca: &dyn Ca,
+    name: &str,
+    sha: &str,
+    why: String,
+) {
+    let revoked = match ca.revoke(name).await {
+        Ok(true) => "the certificate was revoked".to_owned(),
+        Ok(false) => "the CA held no certificate to revoke any more".to_owned(),
+        Err(e) => format!(
+            "REVOKING IT FAILED ({e:#}): revoke it by hand now (`puppetserver ca revoke --certname {name}`)"
+        ),
+    };
+    report.push(
+        audit,
+        Item {
+            certname: name.to_owned(),
+            csr_sha256: sha.to_owned(),
+            decision: Outcome::Incident,
+            check: Some(Check::Ca),
+            reason: Some(format!(
+                "not the checked CSR {sha}: {why}; {revoked} (fail closed)"
+            )),
+        },
+    );
+}
+
 /// One sweep against a given registry and CA (no lock).
 pub async fn sweep_with(
     cfg: &SignerConfig,
@@ -252,6 +418,26 @@ pub async fn sweep_with(
     };
     report.pending = pending.len();
     for p in pending {
+        // An entry that cannot be addressed safely is reported and left alone; the rest goes on.
+        if let Some(why) = p
+            .problem
+            .clone()
+            .or_else(|| crate::ca::check_plain_name(&p.name).err())
+        {
+            report.push(
+                &audit,
+                Item {
+                    certname: crate::ca::shown_name(&p.name),
+                    csr_sha256: p.sha256.clone().unwrap_or_default(),
+                    decision: Outcome::Skipped,
+                    check: Some(Check::Ca),
+                    reason: Some(format!(
+                        "{why}; never fetched, signed or removed by the signer: inspect it and remove it from the CA by hand"
+                    )),
+                },
+            );
+            continue;
+        }
         let item = |sha: &str, decision, check, reason: Option<String>| Item {
             certname: p.name.clone(),
             csr_sha256: sha.to_owned(),
@@ -262,6 +448,18 @@ pub async fn sweep_with(
         let pem = match ca.csr(&p.name).await {
             Ok(Some(pem)) => pem,
             Ok(None) => continue, // signed or deleted since the listing
+            Err(e) if e.downcast_ref::<crate::ca::EntryError>().is_some() => {
+                report.push(
+                    &audit,
+                    item(
+                        p.sha256.as_deref().unwrap_or(""),
+                        Outcome::Skipped,
+                        Some(Check::Ca),
+                        Some(format!("the request cannot be read: {e:#}")),
+                    ),
+                );
+                continue;
+            }
             Err(e) => {
                 report.error = Some(format!("fetching the CSR of {}: {e:#}", p.name));
                 return report;
@@ -318,6 +516,12 @@ pub async fn sweep_with(
                 continue;
             }
         };
+        if approval.retry
+            && let Err(refusal) = retry_allowed(ca, &p.name, &ev.csr_sha256, &approval).await
+        {
+            report.push(&audit, refusal);
+            continue;
+        }
         if dry_run {
             report.push(
                 &audit,
@@ -393,15 +597,20 @@ pub async fn sweep_with(
             continue;
         }
         match ca.sign(&p.name).await {
-            Ok(SignOutcome::Signed) => report.push(
-                &audit,
-                item(
-                    &ev.csr_sha256,
-                    Outcome::Signed,
-                    None,
-                    approval_note(&approval),
+            // What was checked is what must have been signed: the CA signs whatever request the
+            // name has at that moment.
+            Ok(SignOutcome::Signed) => match verify_issued(ca, &p.name, &pem).await {
+                Ok(()) => report.push(
+                    &audit,
+                    item(
+                        &ev.csr_sha256,
+                        Outcome::Signed,
+                        None,
+                        approval_note(&approval),
+                    ),
                 ),
-            ),
+                Err(why) => incident(&mut report, &audit, ca, &p.name, &ev.csr_sha256, why).await,
+            },
             Ok(SignOutcome::Gone) => report.push(
                 &audit,
                 item(
@@ -443,10 +652,11 @@ fn registry_message(e: &DecideError) -> String {
 
 #[cfg(test)]
 mod tests {
-    //! The failure window, deterministically: a scripted CA whose PUT fails once, or whose CSR is
-    //! swapped between the decision and the signing. (The real-server paths are in tests/puppet.rs.)
+    //! The failure window, deterministically: a scripted CA whose PUT fails once, whose CSR is
+    //! swapped between the decision and the signing, or swapped inside the signing call, or that
+    //! issued a certificate before. (The real-server paths are in tests/puppet.rs.)
     use super::*;
-    use crate::ca::Pending;
+    use crate::ca::{Issuance, Pending};
     use crate::craft::{self, Spec};
     use crate::memreg::MemRegistry;
     use async_trait::async_trait;
@@ -463,6 +673,62 @@ mod tests {
         fetches: Mutex<usize>,
         fail_puts: Mutex<usize>,
         signed: Mutex<usize>,
+        /// Listed before [`CN`]; the real CAs refuse to address names that are not plain.
+        extra: Mutex<Vec<String>>,
+        /// What `sign` actually signs instead of the pending CSR (a swap the re-check cannot see).
+        signs_instead: Mutex<Option<Vec<u8>>>,
+        /// The certificate the CA holds (issued by `sign`, or set by a test).
+        cert: Mutex<Option<Vec<u8>>>,
+        /// Serials issued so far (the inventory); a clean keeps them.
+        inventory: Mutex<Vec<u32>>,
+        /// The inventory cannot be read.
+        inventory_lost: Mutex<bool>,
+        revoked: Mutex<usize>,
+    }
+
+    impl ScriptedCa {
+        fn with_csr(pem: Vec<u8>) -> Self {
+            ScriptedCa {
+                csr: Mutex::new(Some(pem)),
+                ..Default::default()
+            }
+        }
+
+        /// `puppetserver ca clean`: the certificate goes, its inventory line stays.
+        fn clean(&self) {
+            *self.cert.lock().unwrap() = None;
+        }
+    }
+
+    /// A certificate for the key of `csr_pem`, issued by a throwaway CA.
+    fn issue(csr_pem: &[u8], serial: u32) -> Vec<u8> {
+        use openssl::x509::{X509Builder, X509NameBuilder, X509Req};
+        static CA_KEY: std::sync::OnceLock<openssl::pkey::PKey<openssl::pkey::Private>> =
+            std::sync::OnceLock::new();
+        let ca_key = CA_KEY.get_or_init(|| craft::rsa_key(2048));
+        let req = X509Req::from_pem(csr_pem).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", CN).unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(
+            &openssl::bn::BigNum::from_u32(serial)
+                .unwrap()
+                .to_asn1_integer()
+                .unwrap(),
+        )
+        .unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&req.public_key().unwrap()).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(ca_key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        b.build().to_pem().unwrap()
     }
 
     #[async_trait]
@@ -471,18 +737,17 @@ mod tests {
             "scripted".into()
         }
         async fn pending(&self) -> Result<Vec<Pending>> {
-            Ok(self
-                .csr
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|_| Pending {
-                    name: CN.into(),
-                    sha256: None,
-                })
+            let extra = self.extra.lock().unwrap().clone();
+            Ok(extra
+                .into_iter()
+                .chain(self.csr.lock().unwrap().iter().map(|_| CN.to_owned()))
+                .map(|name| Pending::new(name, None))
                 .collect())
         }
-        async fn csr(&self, _: &str) -> Result<Option<Vec<u8>>> {
+        async fn csr(&self, name: &str) -> Result<Option<Vec<u8>>> {
+            if name != CN {
+                anyhow::bail!("CA listed a certname `{name}` that is not a plain name");
+            }
             let mut n = self.fetches.lock().unwrap();
             *n += 1;
             if *n > 1
@@ -499,11 +764,33 @@ mod tests {
                 anyhow::bail!("connection reset");
             }
             *self.signed.lock().unwrap() += 1;
-            *self.csr.lock().unwrap() = None;
+            let pending = self.csr.lock().unwrap().take().expect("a pending CSR");
+            let signed = self.signs_instead.lock().unwrap().take().unwrap_or(pending);
+            let mut inv = self.inventory.lock().unwrap();
+            let serial = inv.len() as u32 + 2;
+            inv.push(serial);
+            *self.cert.lock().unwrap() = Some(issue(&signed, serial));
             Ok(SignOutcome::Signed)
         }
         async fn remove_request(&self, _: &str) -> Result<bool> {
             Ok(self.csr.lock().unwrap().take().is_some())
+        }
+        async fn issued(&self, _: &str) -> Result<Issuance> {
+            if *self.inventory_lost.lock().unwrap() {
+                anyhow::bail!("reading the CA inventory: No such file or directory");
+            }
+            let inv = self.inventory.lock().unwrap();
+            Ok(match inv.last() {
+                None => Issuance::Never,
+                Some(s) => Issuance::Issued(format!("serial 0x{s:04x} in inventory.txt")),
+            })
+        }
+        async fn certificate(&self, _: &str) -> Result<Option<Vec<u8>>> {
+            Ok(self.cert.lock().unwrap().clone())
+        }
+        async fn revoke(&self, _: &str) -> Result<bool> {
+            *self.revoked.lock().unwrap() += 1;
+            Ok(self.cert.lock().unwrap().is_some())
         }
     }
 
@@ -626,6 +913,153 @@ mod tests {
             assert_eq!((r.rejected, r.evicted), (1, 0), "{r:?}");
             assert!(ca.csr.lock().unwrap().is_some());
         }
+    }
+
+    /// Age the consumption past the retry grace (and shrink the grace to its 10 s floor).
+    async fn age_consumption(mem: &MemRegistry, c: &mut SignerConfig) {
+        c.deadlines.hook = std::time::Duration::from_millis(1);
+        let mut rec = mem.peek(CN).unwrap();
+        rec.consumed.as_mut().unwrap().at -= chrono::Duration::seconds(11);
+        let (_, v) = mem.get(CN).await.unwrap().unwrap();
+        mem.update(&rec, &v).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_decommissioned_node_is_never_signed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path());
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        let pem = Spec::new(CN, "s").build(&craft::rsa_key(2048));
+        let ca = ScriptedCa::with_csr(pem.clone());
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!(r.signed, 1, "{r:?}");
+        // Decommissioned (cleaned), then the same CSR comes back byte for byte.
+        ca.clean();
+        *ca.csr.lock().unwrap() = Some(pem);
+        age_consumption(&mem, &mut c).await;
+        for dry_run in [true, false] {
+            let r = sweep_with(&c, &mem, &ca, dry_run).await;
+            assert_eq!((r.signed, r.would_sign, r.rejected), (0, 0, 1), "{r:?}");
+            assert_eq!(r.items[0].check, Some(Check::Registration));
+            let why = r.items[0].reason.as_deref().unwrap();
+            assert!(
+                why.contains("certificate was issued") && why.contains("serial 0x0002"),
+                "{why}"
+            );
+            assert_eq!(r.exit_code(), exit::OK);
+        }
+        assert_eq!(*ca.signed.lock().unwrap(), 1);
+        // If the CA's records cannot be read, nothing is signed either (and the run says so).
+        *ca.inventory.lock().unwrap() = Vec::new();
+        *ca.inventory_lost.lock().unwrap() = true;
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!((r.signed, r.errors), (0, 1), "{r:?}");
+        assert!(
+            r.items[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("cannot establish that no certificate was ever issued"),
+            "{r:?}"
+        );
+        assert_eq!(r.exit_code(), exit::UNAVAILABLE);
+        assert_eq!(*ca.signed.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_csr_swapped_inside_the_signing_call_is_revoked_as_an_incident() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path());
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        let checked = Spec::new(CN, "s").build(&craft::rsa_key(2048));
+        let ca = ScriptedCa::with_csr(checked.clone());
+        *ca.signs_instead.lock().unwrap() = Some(Spec::new(CN, "s").build(&craft::rsa_key(2048)));
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!((r.signed, r.incidents), (0, 1), "{r:?}");
+        assert_eq!(*ca.revoked.lock().unwrap(), 1);
+        assert_eq!(r.exit_code(), EXIT_INCIDENT);
+        let i = &r.items[0];
+        assert_eq!(i.decision, Outcome::Incident);
+        assert_eq!(i.csr_sha256, crate::csr::fingerprint(&checked));
+        let why = i.reason.as_deref().unwrap();
+        assert!(
+            why.contains("another key") && why.contains("was revoked"),
+            "{why}"
+        );
+        let audit = std::fs::read_to_string(&c.audit_log).unwrap();
+        assert!(audit.contains("\"decision\":\"incident\""), "{audit}");
+        // A certificate that cannot be read back is not left valid either.
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        struct Unreadable(ScriptedCa);
+        #[async_trait]
+        impl Ca for Unreadable {
+            fn describe(&self) -> String {
+                "unreadable".into()
+            }
+            async fn pending(&self) -> Result<Vec<Pending>> {
+                self.0.pending().await
+            }
+            async fn csr(&self, n: &str) -> Result<Option<Vec<u8>>> {
+                self.0.csr(n).await
+            }
+            async fn sign(&self, n: &str) -> Result<SignOutcome> {
+                self.0.sign(n).await
+            }
+            async fn remove_request(&self, n: &str) -> Result<bool> {
+                self.0.remove_request(n).await
+            }
+            async fn revoke(&self, n: &str) -> Result<bool> {
+                self.0.revoke(n).await
+            }
+        }
+        let ca = Unreadable(ScriptedCa::with_csr(checked));
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!((r.signed, r.incidents), (0, 1), "{r:?}");
+        assert_eq!(*ca.0.revoked.lock().unwrap(), 1);
+        assert!(
+            r.items[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("cannot be read"),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_unaddressable_entry_is_skipped_and_the_rest_is_decided() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path());
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        let ca = ScriptedCa {
+            csr: Mutex::new(Some(Spec::new(CN, "s").build(&craft::rsa_key(2048)))),
+            extra: Mutex::new(vec!["!evil".into(), "evil\n\u{1b}[31mname".into()]),
+            ..Default::default()
+        };
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!(*ca.signed.lock().unwrap(), 1, "{r:?}");
+        assert_eq!((r.signed, r.skipped, r.pending), (1, 2, 3), "{r:?}");
+        assert!(r.error.is_none(), "{r:?}");
+        assert_eq!(r.exit_code(), EXIT_SKIPPED, "{r:?}");
+        let skipped: Vec<&Item> = r
+            .items
+            .iter()
+            .filter(|i| i.decision == Outcome::Skipped)
+            .collect();
+        assert_eq!(skipped.len(), 2, "{r:?}");
+        // Reported escaped: a listed name never puts control characters into a log.
+        assert!(
+            skipped
+                .iter()
+                .all(|i| !i.certname.chars().any(char::is_control)),
+            "{skipped:?}"
+        );
+        let audit = std::fs::read_to_string(&c.audit_log).unwrap();
+        assert!(audit.contains("\"decision\":\"skipped\""), "{audit}");
     }
 
     #[test]

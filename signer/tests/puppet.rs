@@ -5,12 +5,15 @@
 //! Every test takes [`serial`]: a sweep decides every pending CSR on the CA, so tests would
 //! otherwise sign or reject each other's CSRs.
 
-use schemas::registration::{Registration, sha256_hex};
+use schemas::registration::{Consumption, Registration, sha256_hex};
 use schemas::registry::{Registry, S3Registry};
+use schemas::signer_config::SignerConfig;
 use serde_json::Value;
+use signer::ca::{Ca, Issuance, Pending, SignOutcome};
 use signer::craft::{self, Spec};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use testkit::moto::{self, Moto};
 use testkit::puppet::{Agent, PuppetServer, ServerOptions};
@@ -94,10 +97,11 @@ fn write_config(
     std::fs::write(
         path,
         format!(
-            "registry: s3://{bucket}/reg\nca:\n  method: api\n  server_url: {url}\n  client_cert: {}\n  client_key: {}\n  ca_bundle: {}\ndeadlines:\n  hook: 5s\n  registry: 3s\n  ca: 20s\naudit_log: {}\nlock_file: {}\n",
+            "registry: s3://{bucket}/reg\nca:\n  method: api\n  server_url: {url}\n  client_cert: {}\n  client_key: {}\n  ca_bundle: {}\n  puppet_conf: {}\ndeadlines:\n  hook: 5s\n  registry: 3s\n  ca: 20s\naudit_log: {}\nlock_file: {}\n",
             server.admin_cert.display(),
             server.admin_key.display(),
             server.ca_bundle.display(),
+            server.puppet_conf.display(),
             audit.display(),
             lock.display()
         ),
@@ -748,16 +752,9 @@ fn two_sweeps_racing_over_50_csrs_sign_each_exactly_once() {
     assert_eq!((ca.0, cb.0), (0, 0));
 }
 
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-#[test]
-fn sweep_falls_back_to_the_puppetserver_cli_and_discovers_paths() {
-    let e = env();
-    let _g = serial();
-    // Paths discovered with `puppet config print --config <the server's puppet.conf>`.
+/// A config for the CLI method (`puppetserver ca`, `$csrdir`), paths discovered with
+/// `puppet config print --config <the server's puppet.conf>`.
+fn cli_config(e: &Env) -> PathBuf {
     let cfg = e.dir.join("cli.yaml");
     std::fs::write(
         &cfg,
@@ -770,6 +767,20 @@ fn sweep_falls_back_to_the_puppetserver_cli_and_discovers_paths() {
         ),
     )
     .unwrap();
+    cfg
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn sweep_falls_back_to_the_puppetserver_cli_and_discovers_paths() {
+    let e = env();
+    let _g = serial();
+    // Paths discovered with `puppet config print --config <the server's puppet.conf>`.
+    let cfg = cli_config(e);
     let out = signer(
         e,
         &["--config", &cfg.display().to_string(), "check-config"],
@@ -808,6 +819,302 @@ fn sweep_falls_back_to_the_puppetserver_cli_and_discovers_paths() {
         "{report}"
     );
     assert_eq!(state(e, &name).as_deref(), Some("signed"));
+}
+
+/// Move a registration's consumption back a minute, past the sweep's retry grace (10 s here), as
+/// if the signer that consumed it had died long ago; `consumed` replaces the record's own.
+fn age_consumption(e: &Env, name: &str, consumed: Option<Consumption>) {
+    let rt = rt();
+    let reg = registry(e);
+    let (mut rec, version) = rt.block_on(reg.get(name)).unwrap().unwrap();
+    let mut c = consumed
+        .or_else(|| rec.consumed.clone())
+        .expect("a consumption");
+    c.at = chrono::Utc::now() - chrono::Duration::seconds(60);
+    rec.consumed = Some(c);
+    rt.block_on(reg.update(&rec, &version)).unwrap();
+}
+
+#[test]
+fn sweep_never_signs_a_decommissioned_node_again() {
+    let e = env();
+    let _g = serial();
+    let name = new_name();
+    let sec = format!("secret-{}", secret());
+    register(e, &name, &sec, 900);
+    // The node enrolls through the hook (the agent keeps no copy of its CSR once signed, so the
+    // request is built here: the attacker below needs its exact bytes).
+    let pem = Spec::new(&name, &sec)
+        .ext("1.3.6.1.4.1.34380.1.1.13", craft::utf8_ext("web"))
+        .build(&craft::rsa_key(2048));
+    let (code, body) = e.server.submit_csr(&name, &pem).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(state(e, &name).as_deref(), Some("signed"));
+    assert!(
+        stored(e, &name)
+            .consumed
+            .unwrap()
+            .by
+            .starts_with("autosign@")
+    );
+    // The node is decommissioned: its certificate is cleaned at the CA.
+    let (code, body) = e
+        .server
+        .admin(
+            "PUT",
+            "clean",
+            Some(&format!("{{\"certnames\":[\"{name}\"]}}")),
+        )
+        .unwrap();
+    assert!((200..300).contains(&code), "clean: {code} {body}");
+    assert_eq!(state(e, &name), None);
+    // Whoever kept the old node's key submits its CSR again, byte for byte, and waits out the
+    // retry grace.
+    let (code, body) = e.server.submit_csr(&name, &pem).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(state(e, &name).as_deref(), Some("requested"));
+    age_consumption(e, &name, None);
+    for (how, cfg) in [("api", e.config.clone()), ("cli", cli_config(e))] {
+        let (code, report, err) = sweep(e, &cfg, &[], &[]);
+        assert_eq!(
+            state(e, &name).as_deref(),
+            Some("requested"),
+            "{how}: a cleaned node's CSR must never be signed again: {report} {err}"
+        );
+        assert!(!e.server.has_cert(&name).unwrap(), "{how}");
+        assert_eq!(code, 0, "{how}: {report} {err}");
+        let item = items_for(&report, &name)[0].clone();
+        assert_eq!(item["decision"], "rejected", "{how}: {item}");
+        assert_eq!(item["check"], "registration", "{how}: {item}");
+        let why = item["reason"].as_str().unwrap();
+        assert!(
+            why.contains("certificate was issued") && why.contains("serial"),
+            "{how}: {why}"
+        );
+    }
+    assert!(
+        audit_for(e, &name).iter().any(|l| l["mode"] == "sweep"
+            && l["decision"] == "rejected"
+            && l["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("certificate was issued")),
+        "{:?}",
+        audit_for(e, &name)
+    );
+    // The retry rule still covers what it is for: consumed, and then nothing was issued (a hook
+    // whose deadline struck after consuming).
+    let name = new_name();
+    let pem = Spec::new(&name, &sec).build(&craft::rsa_key(2048));
+    e.server.submit_csr(&name, &pem).unwrap();
+    assert_pending(e, &name, "registration");
+    register(e, &name, &sec, 900);
+    age_consumption(
+        e,
+        &name,
+        Some(Consumption {
+            at: chrono::Utc::now(),
+            by: "autosign@ca".into(),
+            csr_sha256: signer::csr::fingerprint(&pem),
+            instance_id: None,
+        }),
+    );
+    let (code, report, err) = sweep(e, &e.config, &[], &[]);
+    assert_eq!(code, 0, "{report} {err}");
+    let item = items_for(&report, &name)[0].clone();
+    assert_eq!(item["decision"], "signed", "{item}");
+    assert!(item["reason"].as_str().unwrap().contains("retry"), "{item}");
+    assert_eq!(state(e, &name).as_deref(), Some("signed"));
+}
+
+/// The real CA, except that right before it signs `name` the pending request is replaced (deleted,
+/// and another key's CSR submitted under the same name): what an attacker racing the sweep
+/// between its fingerprint re-check and its signing call would do.
+struct SwapBeforeSign {
+    inner: Box<dyn Ca>,
+    server: &'static PuppetServer,
+    name: String,
+    replacement: Vec<u8>,
+    swapped: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Ca for SwapBeforeSign {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn pending(&self) -> anyhow::Result<Vec<Pending>> {
+        self.inner.pending().await
+    }
+    async fn csr(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.inner.csr(name).await
+    }
+    async fn remove_request(&self, name: &str) -> anyhow::Result<bool> {
+        self.inner.remove_request(name).await
+    }
+    async fn issued(&self, name: &str) -> anyhow::Result<Issuance> {
+        self.inner.issued(name).await
+    }
+    async fn certificate(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.inner.certificate(name).await
+    }
+    async fn revoke(&self, name: &str) -> anyhow::Result<bool> {
+        self.inner.revoke(name).await
+    }
+    async fn sign(&self, name: &str) -> anyhow::Result<SignOutcome> {
+        if name == self.name && !self.swapped.swap(true, Ordering::SeqCst) {
+            let (code, body) =
+                self.server
+                    .admin("DELETE", &format!("certificate_status/{name}"), None)?;
+            anyhow::ensure!((200..300).contains(&code), "DELETE: {code} {body}");
+            let (code, body) = self.server.submit_csr(name, &self.replacement)?;
+            anyhow::ensure!(code == 200, "PUT replacement: {code} {body}");
+        }
+        self.inner.sign(name).await
+    }
+}
+
+#[test]
+fn a_csr_swapped_between_check_and_sign_is_revoked_as_an_incident() {
+    let e = env();
+    let _g = serial();
+    let sec = format!("secret-{}", secret());
+    for (how, cfg_path) in [("api", e.config.clone()), ("cli", cli_config(e))] {
+        let name = new_name();
+        let checked = Spec::new(&name, &sec).build(&craft::rsa_key(2048));
+        let replacement = Spec::new(&name, &sec).build(&craft::rsa_key(2048));
+        e.server.submit_csr(&name, &checked).unwrap();
+        assert_pending(e, &name, "registration");
+        register(e, &name, &sec, 900);
+        let cfg = SignerConfig::load(&cfg_path).unwrap();
+        let paths = signer::ca::resolve(&cfg.ca, cfg.deadlines.ca).unwrap();
+        let ca = SwapBeforeSign {
+            inner: signer::ca::open(&cfg.ca, &paths, cfg.deadlines.ca).unwrap(),
+            server: &e.server,
+            name: name.clone(),
+            replacement,
+            swapped: AtomicBool::new(false),
+        };
+        let reg = registry(e);
+        let report = rt().block_on(signer::sweep::sweep_with(&cfg, &reg, &ca, false));
+        assert!(
+            ca.swapped.load(Ordering::SeqCst),
+            "{how}: no swap: {report:?}"
+        );
+        assert_eq!(
+            state(e, &name).as_deref(),
+            Some("revoked"),
+            "{how}: the certificate of the swapped-in CSR must be revoked at once: {report:?}"
+        );
+        assert_eq!(
+            report.exit_code(),
+            signer::sweep::EXIT_INCIDENT,
+            "{how}: must exit non-zero: {report:?}"
+        );
+        assert_eq!(report.incidents, 1, "{how}: {report:?}");
+        let item = report
+            .items
+            .iter()
+            .find(|i| i.certname == name)
+            .unwrap_or_else(|| panic!("{how}: {report:?}"));
+        let item = serde_json::to_value(item).unwrap();
+        assert_eq!(item["decision"], "incident", "{how}: {item}");
+        assert_eq!(
+            item["csr_sha256"],
+            signer::csr::fingerprint(&checked).as_str(),
+            "{how}: {item}"
+        );
+        assert!(
+            audit_for(e, &name)
+                .iter()
+                .any(|l| l["decision"] == "incident"
+                    && l["reason"].as_str().unwrap_or("").contains("was revoked")),
+            "{how}: {:?}",
+            audit_for(e, &name)
+        );
+        // The registration stays consumed by the checked CSR; nothing else can use it.
+        assert_eq!(
+            stored(e, &name).consumed.unwrap().csr_sha256,
+            signer::csr::fingerprint(&checked)
+        );
+    }
+}
+
+/// Removes a file planted in the CA's CSR directory, however the test ends.
+struct Planted(PathBuf);
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_hostile_certname_is_skipped_and_the_legitimate_ones_are_signed() {
+    let e = env();
+    let _g = serial();
+    let key = craft::rsa_key(2048);
+    let sec = format!("secret-{}", secret());
+    let tag = &new_name()[..8];
+    // Puppet Server 7.9 refuses such a name through its API (subject validation) ...
+    let evil = format!("!evil-{tag}");
+    let (code, body) = e
+        .server
+        .submit_csr(&evil, &Spec::new(&evil, "x").build(&key))
+        .unwrap();
+    eprintln!("PUT certificate_request/{evil}: {code} {body}");
+    // ... but lists whatever is in its CSR directory, and the CLI method reads that directory.
+    let requests = e.server.cadir.join("requests");
+    let _planted: Vec<Planted> = [evil.clone(), format!("Evil Name {tag}")]
+        .iter()
+        .map(|n| {
+            let p = requests.join(format!("{n}.pem"));
+            std::fs::write(&p, Spec::new(n, "x").build(&key)).unwrap();
+            Planted(p)
+        })
+        .collect();
+    let legit: Vec<String> = (0..2).map(|_| new_name()).collect();
+    for n in &legit {
+        e.server
+            .submit_csr(n, &Spec::new(n, &sec).build(&key))
+            .unwrap();
+        register(e, n, &sec, 900);
+    }
+    let (code, report, err) = sweep(e, &e.config, &[], &[]);
+    for n in &legit {
+        assert_eq!(
+            state(e, n).as_deref(),
+            Some("signed"),
+            "one hostile entry must not stop the rest: {report} {err}"
+        );
+    }
+    assert_eq!(report["skipped"], 2, "{report}");
+    assert_eq!(code, 6, "skipped entries give exit code 6: {report} {err}");
+    let skipped: Vec<&Value> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["decision"] == "skipped")
+        .collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|i| i["certname"].as_str().unwrap().contains(&evil)),
+        "{report}"
+    );
+    // The CLI method reads the directory itself.
+    let n = new_name();
+    e.server
+        .submit_csr(&n, &Spec::new(&n, &sec).build(&key))
+        .unwrap();
+    register(e, &n, &sec, 900);
+    let (code, report, err) = sweep(e, &cli_config(e), &[], &[]);
+    assert_eq!(state(e, &n).as_deref(), Some("signed"), "{report} {err}");
+    assert_eq!(
+        (code, report["skipped"].as_u64()),
+        (6, Some(2)),
+        "{report} {err}"
+    );
 }
 
 /// Benchmark, not a test: `bench/signer.sh` runs it.
