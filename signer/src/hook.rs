@@ -25,6 +25,12 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 3;
     /// The hook's deadline ran out: nothing approved.
     pub const DEADLINE: u8 = 4;
+    /// Sweep: a certificate was issued for something other than the checked CSR (a security
+    /// incident); it was revoked, or the report says revoking failed.
+    pub const INCIDENT: u8 = 5;
+    /// Sweep: the run completed, but some listed entries could not be decided and were skipped
+    /// (`skipped` in the report); they stay at the CA for an operator.
+    pub const SKIPPED: u8 = 6;
 }
 
 /// Run the hook; returns the exit code. Every path writes one audit line (except a watchdog exit,

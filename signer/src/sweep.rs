@@ -110,27 +110,20 @@ impl Report {
         self.exit_code() != exit::OK
     }
 
-    /// The sweep's exit code: [`EXIT_INCIDENT`] over [`exit::UNAVAILABLE`] (an error, or the
-    /// registry or CA unreachable) over [`EXIT_SKIPPED`] over [`exit::OK`].
+    /// The sweep's exit code: [`exit::INCIDENT`] over [`exit::UNAVAILABLE`] (an error, or the
+    /// registry or CA unreachable) over [`exit::SKIPPED`] over [`exit::OK`].
     pub fn exit_code(&self) -> u8 {
         if self.incidents > 0 {
-            EXIT_INCIDENT
+            exit::INCIDENT
         } else if self.error.is_some() || self.errors > 0 {
             exit::UNAVAILABLE
         } else if self.skipped > 0 {
-            EXIT_SKIPPED
+            exit::SKIPPED
         } else {
             exit::OK
         }
     }
 }
-
-/// Sweep exit code: a certificate was issued for something other than the checked CSR (a security
-/// incident); it was revoked, or the report says revoking failed.
-pub const EXIT_INCIDENT: u8 = 5;
-/// Sweep exit code: the run completed, but some listed entries could not be decided and were
-/// skipped (`skipped` in the report); they stay at the CA for an operator.
-pub const EXIT_SKIPPED: u8 = 6;
 
 /// Take the sweep lock without waiting. `Ok(None)` means another sweep holds it.
 pub fn try_lock(cfg: &SignerConfig) -> Result<Option<File>> {
@@ -350,7 +343,7 @@ async fn verify_issued(ca: &dyn Ca, name: &str, checked_pem: &[u8]) -> Result<()
 }
 
 /// A certificate that is not shown to be for the checked CSR: revoke it at once and report an
-/// incident (audit line, error log, exit [`EXIT_INCIDENT`]).
+/// incident (audit line, error log, exit [`exit::INCIDENT`]).
 async fn incident(
     report: &mut Report,
     audit: &AuditLog,
@@ -979,7 +972,7 @@ mod tests {
         let r = sweep_with(&c, &mem, &ca, false).await;
         assert_eq!((r.signed, r.incidents), (0, 1), "{r:?}");
         assert_eq!(*ca.revoked.lock().unwrap(), 1);
-        assert_eq!(r.exit_code(), EXIT_INCIDENT);
+        assert_eq!(r.exit_code(), exit::INCIDENT);
         let i = &r.items[0];
         assert_eq!(i.decision, Outcome::Incident);
         assert_eq!(i.csr_sha256, crate::csr::fingerprint(&checked));
@@ -1044,7 +1037,7 @@ mod tests {
         assert_eq!(*ca.signed.lock().unwrap(), 1, "{r:?}");
         assert_eq!((r.signed, r.skipped, r.pending), (1, 2, 3), "{r:?}");
         assert!(r.error.is_none(), "{r:?}");
-        assert_eq!(r.exit_code(), EXIT_SKIPPED, "{r:?}");
+        assert_eq!(r.exit_code(), exit::SKIPPED, "{r:?}");
         let skipped: Vec<&Item> = r
             .items
             .iter()

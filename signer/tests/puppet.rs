@@ -1008,7 +1008,7 @@ fn a_csr_swapped_between_check_and_sign_is_revoked_as_an_incident() {
         );
         assert_eq!(
             report.exit_code(),
-            signer::sweep::EXIT_INCIDENT,
+            signer::hook::exit::INCIDENT,
             "{how}: must exit non-zero: {report:?}"
         );
         assert_eq!(report.incidents, 1, "{how}: {report:?}");
