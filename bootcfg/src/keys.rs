@@ -1,27 +1,51 @@
-//! Fetching repository signing keys by id, and checking that we got the key we asked for.
+//! Fetching repository signing keys by id, and keeping only the key we asked for.
 //!
 //! Differences from cloud-init (documented, deliberate):
 //! - Keys come over HTTPS (`https://<keyserver>/pks/lookup?op=get&options=mr&search=0x<ID>`,
 //!   the HKPS protocol), not plaintext HKP on port 11371. `hkps://host` and a bare `host` mean
-//!   HTTPS; `hkp://host[:port]` and `http://…` are accepted with a warning (the fingerprint check
-//!   below still applies). The request goes through the configured apt proxy.
-//! - **The fetched key's fingerprint must match the requested id** (the id must be the tail of
-//!   the primary key's or a subkey's fingerprint). cloud-init imports whatever comes back.
+//!   HTTPS. A plaintext keyserver (`hkp://host[:port]`, `http://…`) is refused when the user-data
+//!   is validated unless its source says `allow_plaintext_keyserver: true`; then it is used with
+//!   a warning. The request goes through the configured apt proxy.
+//! - **Only the requested certificate is kept.** The answer is split into certificates (a
+//!   primary key with its user ids, signatures and subkeys, up to the next primary key); exactly
+//!   one certificate's *primary* key must match the requested id (the tail of a v4 fingerprint,
+//!   the head of a v6 one, or the whole fingerprint), and only that certificate is written. A key
+//!   appended by a compromised keyserver or by anyone on the path is dropped, never trusted for
+//!   the repository. An answer where only a subkey matches, or where several certificates match
+//!   (a short-id collision, a duplicated primary key with other packets), is refused.
+//!   cloud-init imports whatever comes back.
 //! - Short ids (8 hex) are accepted with a loud warning: they collide trivially.
 //! - No `gpg` is needed: the keyserver's armored answer is dearmored by [`schemas::pgp`].
 
 use crate::plan::KeyFetch;
 use std::time::Duration;
 
-/// The HTTPS lookup URL for `id` on `keyserver`.
+/// Whether a keyserver (host or URL) is reached in plaintext: `hkp://` or `http://`.
+pub fn is_plaintext(keyserver: &str) -> bool {
+    let ks = keyserver.trim().to_ascii_lowercase();
+    ks.starts_with("hkp://") || ks.starts_with("http://")
+}
+
+/// The lookup URL for `id` on `keyserver` (`hkps://` and bare hosts: HTTPS). A plaintext one
+/// only reaches this function when the user-data allowed it (`allow_plaintext_keyserver`,
+/// checked when the user-data is validated); it is used with a warning.
 pub fn lookup_url(keyserver: &str, id: &str) -> Result<String, String> {
     let ks = keyserver.trim().trim_end_matches('/');
+    // the scheme is case-insensitive (RFC 3986 §3.1)
+    let lowered;
+    let ks = match ks.split_once("://") {
+        Some((scheme, rest)) if scheme.chars().any(|c| c.is_ascii_uppercase()) => {
+            lowered = format!("{}://{rest}", scheme.to_ascii_lowercase());
+            lowered.as_str()
+        }
+        _ => ks,
+    };
     let base = if let Some(rest) = ks.strip_prefix("hkps://") {
         format!("https://{rest}")
     } else if let Some(rest) = ks.strip_prefix("hkp://") {
         tracing::warn!(
             keyserver = ks,
-            "hkp:// is plaintext; the key's fingerprint is still checked"
+            "PLAINTEXT KEYSERVER (allowed by allow_plaintext_keyserver): anyone on the path sees and can change the answer; only the certificate whose primary key matches the requested fingerprint is kept"
         );
         format!("http://{rest}")
     } else if ks.starts_with("https://") {
@@ -29,7 +53,7 @@ pub fn lookup_url(keyserver: &str, id: &str) -> Result<String, String> {
     } else if ks.starts_with("http://") {
         tracing::warn!(
             keyserver = ks,
-            "http:// keyserver is plaintext; the key's fingerprint is still checked"
+            "PLAINTEXT KEYSERVER (allowed by allow_plaintext_keyserver): anyone on the path sees and can change the answer; only the certificate whose primary key matches the requested fingerprint is kept"
         );
         ks.to_owned()
     } else if ks.contains("://") {
@@ -42,19 +66,80 @@ pub fn lookup_url(keyserver: &str, id: &str) -> Result<String, String> {
     Ok(format!("{base}/pks/lookup?op=get&options=mr&search=0x{id}"))
 }
 
-/// Check that `binary` holds a key whose fingerprint ends with `id`.
-pub fn check_fingerprint(binary: &[u8], id: &str) -> Result<String, String> {
+/// Whether `fingerprint` is the key that `id` names: the whole fingerprint, or its key id (the
+/// last 8 or 16 hex digits of a v4 fingerprint, the first 16 of a v6 one).
+fn names(fingerprint: &str, id: &str) -> bool {
+    if id.is_empty() {
+        return false;
+    }
+    fingerprint == id
+        || (fingerprint.len() == 40 && id.len() < 40 && fingerprint.ends_with(id))
+        || (fingerprint.len() == 64 && id.len() < 64 && fingerprint.starts_with(id))
+}
+
+/// From a keyserver's answer (binary OpenPGP data), the one certificate whose primary key `id`
+/// names: its bytes (nothing else from the answer) and its fingerprint. Refused: an answer that
+/// is not a public key, where no primary key matches (even if a subkey does), or where several
+/// certificates match.
+pub fn select_certificate(binary: &[u8], id: &str) -> Result<(Vec<u8>, String), String> {
     let want = id.replace(' ', "").to_ascii_uppercase();
-    let fps = schemas::pgp::fingerprints(binary).map_err(|e| {
+    let certs = schemas::pgp::certificates(binary).map_err(|e| {
         format!("the key server's answer for {want} is not a usable public key: {e}")
     })?;
-    match fps.iter().find(|fp| fp.ends_with(&want)) {
-        Some(fp) => Ok(fp.clone()),
-        None => Err(format!(
-            "the key server returned a key with fingerprint(s) {} for the requested id {want}; refusing it",
-            fps.join(", ")
-        )),
+    let matching: Vec<&schemas::pgp::Certificate> = certs
+        .iter()
+        .filter(|c| names(&c.fingerprint, &want))
+        .collect();
+    match matching[..] {
+        [cert] => {
+            if certs.len() > 1 {
+                let others: Vec<&str> = certs
+                    .iter()
+                    .filter(|c| c.range != cert.range)
+                    .map(|c| c.fingerprint.as_str())
+                    .collect();
+                tracing::warn!(
+                    requested = %want,
+                    dropped = %others.join(", "),
+                    "the key server answered with other keys too; keeping only the requested certificate"
+                );
+            }
+            Ok((
+                binary[cert.range.clone()].to_vec(),
+                cert.fingerprint.clone(),
+            ))
+        }
+        [] => {
+            if let Some(c) = certs
+                .iter()
+                .find(|c| c.subkeys.iter().any(|s| names(s, &want)))
+            {
+                return Err(format!(
+                    "the key server's answer for {want} matches only a subkey of certificate {}; refusing it (a repository key is named by its primary key: use keyid {} if that is the repository's key)",
+                    c.fingerprint, c.fingerprint
+                ));
+            }
+            let fps: Vec<&str> = certs.iter().map(|c| c.fingerprint.as_str()).collect();
+            Err(format!(
+                "the key server returned a key with fingerprint(s) {} for the requested id {want}; refusing it",
+                fps.join(", ")
+            ))
+        }
+        _ => {
+            let fps: Vec<&str> = matching.iter().map(|c| c.fingerprint.as_str()).collect();
+            Err(format!(
+                "the key server's answer holds {} certificates matching {want} ({}); refusing it (give the full 40-hex fingerprint; a keyserver answers one certificate per fingerprint)",
+                matching.len(),
+                fps.join(", ")
+            ))
+        }
     }
+}
+
+/// Check that `binary` holds exactly one certificate whose primary key `id` names; its
+/// fingerprint (see [`select_certificate`]).
+pub fn check_fingerprint(binary: &[u8], id: &str) -> Result<String, String> {
+    select_certificate(binary, id).map(|(_, fp)| fp)
 }
 
 /// Warn about ids that are not full fingerprints.
@@ -99,7 +184,8 @@ fn get_text(client: &reqwest::blocking::Client, url: &str) -> Result<String, Str
     Err(last)
 }
 
-/// Fetch the key and return it as a binary keyring, fingerprint-checked.
+/// Fetch the key and return the requested certificate alone as a binary keyring (see
+/// [`select_certificate`]).
 pub fn fetch(key: &KeyFetch, proxy: Option<&str>) -> Result<Vec<u8>, String> {
     let c = client(proxy)?;
     let (id, keyserver) = match key {
@@ -124,9 +210,9 @@ pub fn fetch(key: &KeyFetch, proxy: Option<&str>) -> Result<Vec<u8>, String> {
     let url = lookup_url(&keyserver, &id)?;
     let text = get_text(&c, &url)?;
     let binary = schemas::pgp::dearmor(&text).map_err(|e| format!("{url}: {e}"))?;
-    let fp = check_fingerprint(&binary, &id)?;
-    tracing::info!(fingerprint = %fp, "fetched key matches the requested id");
-    Ok(binary)
+    let (cert, fp) = select_certificate(&binary, &id)?;
+    tracing::info!(fingerprint = %fp, "fetched key matches the requested id; keeping only its certificate");
+    Ok(cert)
 }
 
 #[cfg(test)]
@@ -147,6 +233,22 @@ mod tests {
             lookup_url("hkp://k:11371", "AB").unwrap(),
             "http://k:11371/pks/lookup?op=get&options=mr&search=0xAB"
         );
+        assert_eq!(
+            lookup_url("HKPS://k.example", "AB").unwrap(),
+            "https://k.example/pks/lookup?op=get&options=mr&search=0xAB"
+        );
         assert!(lookup_url("ldap://k", "AB").is_err());
+        assert!(is_plaintext("hkp://k") && is_plaintext("HTTP://k"));
+        assert!(!is_plaintext("hkps://k") && !is_plaintext("k") && !is_plaintext("https://k"));
+    }
+
+    #[test]
+    fn ids_name_v4_tails_and_v6_heads() {
+        let v4 = "8DDB97313824B2421BDF94C754BB42169D3B75D6";
+        assert!(names(v4, v4) && names(v4, "54BB42169D3B75D6") && names(v4, "9D3B75D6"));
+        assert!(!names(v4, "8DDB9731") && !names(v4, ""));
+        let v6 = format!("{}{}", "AB".repeat(8), "CD".repeat(24));
+        assert!(names(&v6, &v6) && names(&v6, &"AB".repeat(8)));
+        assert!(!names(&v6, &"CD".repeat(8)));
     }
 }

@@ -132,6 +132,63 @@ pub fn fingerprints(binary: &[u8]) -> Result<Vec<String>, PgpError> {
     Ok(out)
 }
 
+/// One certificate (a transferable public key, RFC 9580 §10.1) in binary OpenPGP data: a primary
+/// key packet and every packet after it (user ids, signatures, subkeys) up to the next primary
+/// key packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// The primary key's fingerprint (uppercase hex).
+    pub fingerprint: String,
+    /// The subkeys' fingerprints, in packet order.
+    pub subkeys: Vec<String>,
+    /// Where the certificate's packets are in the data it was read from.
+    pub range: std::ops::Range<usize>,
+}
+
+/// The certificates in binary OpenPGP data, in order. Fails on anything [`check_public_key`]
+/// rejects.
+pub fn certificates(binary: &[u8]) -> Result<Vec<Certificate>, PgpError> {
+    check_public_key(binary)?;
+    let mut out: Vec<Certificate> = Vec::new();
+    for p in packets(binary)? {
+        if p.tag == TAG_PUBLIC_KEY {
+            out.push(Certificate {
+                fingerprint: fingerprint(p.body),
+                subkeys: Vec::new(),
+                range: p.offset..p.end,
+            });
+            continue;
+        }
+        // check_public_key: the first packet is a primary key, so there is a certificate
+        let cert = out.last_mut().expect("a primary key comes first");
+        if p.tag == TAG_PUBLIC_SUBKEY {
+            cert.subkeys.push(fingerprint(p.body));
+        }
+        cert.range.end = p.end;
+    }
+    Ok(out)
+}
+
+/// ASCII armor for binary public key data (`gpg --armor --export` without the comment lines):
+/// the inverse of [`dearmor`].
+pub fn armor(binary: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(binary);
+    let mut out = String::from("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    let crc = crc24(binary);
+    out.push('=');
+    out.push_str(&base64::engine::general_purpose::STANDARD.encode([
+        (crc >> 16) as u8,
+        (crc >> 8) as u8,
+        crc as u8,
+    ]));
+    out.push_str("\n-----END PGP PUBLIC KEY BLOCK-----\n");
+    out
+}
+
 /// Check that binary OpenPGP data is a transferable public key (or several): well-formed
 /// packets, a public key first, no secret key packets, key material of plausible shape.
 pub fn check_public_key(binary: &[u8]) -> Result<(), PgpError> {
@@ -191,7 +248,10 @@ fn tag_name(tag: u8) -> &'static str {
 
 struct Packet<'a> {
     tag: u8,
+    /// Where the packet (its header) starts.
     offset: usize,
+    /// Just past the packet's body.
+    end: usize,
     body: &'a [u8],
 }
 
@@ -287,6 +347,7 @@ fn packets(data: &[u8]) -> Result<Vec<Packet<'_>>, PgpError> {
         out.push(Packet {
             tag,
             offset: start,
+            end: i + len,
             body: &data[i..i + len],
         });
         i += len;
@@ -496,6 +557,30 @@ mod tests {
         let mut want = expected(ED_FPR);
         want.extend(expected(RSA_FPR));
         assert_eq!(fingerprints(&bin).unwrap(), want);
+    }
+
+    #[test]
+    fn certificates_are_split_at_primary_keys() {
+        let ed = dearmor(ED).unwrap();
+        let rsa = dearmor(RSA).unwrap();
+        let both = [ed.clone(), rsa.clone()].concat();
+        let certs = certificates(&both).unwrap();
+        assert_eq!(certs.len(), 2);
+        let ed_fprs = expected(ED_FPR);
+        assert_eq!(certs[0].fingerprint, ed_fprs[0]);
+        assert_eq!(certs[0].subkeys, ed_fprs[1..]);
+        assert_eq!(certs[0].range, 0..ed.len());
+        assert_eq!(certs[1].fingerprint, expected(RSA_FPR)[0]);
+        assert_eq!(certs[1].range, ed.len()..both.len());
+        assert_eq!(&both[certs[1].range.clone()], rsa.as_slice());
+    }
+
+    #[test]
+    fn armor_round_trips() {
+        let both = [dearmor(ED).unwrap(), dearmor(RSA).unwrap()].concat();
+        let a = armor(&both);
+        assert!(a.lines().all(|l| l.len() <= 64), "{a}");
+        assert_eq!(dearmor(&a).unwrap(), both);
     }
 
     fn check(input: &str, want: PgpError) {

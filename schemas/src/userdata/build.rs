@@ -670,6 +670,7 @@ fn key_source(ctx: &mut Ctx, entries: &[(&str, &Node)], path: &str) -> Option<Ke
     if let Some(n) = get("keyid") {
         let p = join(path, "keyid");
         let id = ctx.req_string(n, &p)?;
+        let plaintext = plaintext_keyserver(ctx, entries, path, keyserver.as_deref());
         match checks::keyid(&id) {
             Ok((id, short)) => {
                 if short {
@@ -680,6 +681,9 @@ fn key_source(ctx: &mut Ctx, entries: &[(&str, &Node)], path: &str) -> Option<Ke
                         "give the full 40-digit fingerprint (`gpg --fingerprint`)",
                     );
                 }
+                if !plaintext {
+                    return None;
+                }
                 return Some(KeySource::Keyid {
                     id,
                     keyserver: keyserver.unwrap_or_else(|| DEFAULT_KEYSERVER.to_owned()),
@@ -688,6 +692,20 @@ fn key_source(ctx: &mut Ctx, entries: &[(&str, &Node)], path: &str) -> Option<Ke
             Err(e) => ctx.problem(n, &p, e),
         }
         return None;
+    }
+    if let Some(n) = get(keys::PLAINTEXT_KEYSERVER_OPT_IN) {
+        let p = join(path, keys::PLAINTEXT_KEYSERVER_OPT_IN);
+        if ctx.bool(n, &p).is_some() {
+            ctx.warn(
+                n,
+                &p,
+                format!(
+                    "`{}` is ignored without `keyid`",
+                    keys::PLAINTEXT_KEYSERVER_OPT_IN
+                ),
+                format!("remove `{}`", keys::PLAINTEXT_KEYSERVER_OPT_IN),
+            );
+        }
     }
     if let Some(n) = get("keyserver") {
         ctx.warn(
@@ -698,6 +716,65 @@ fn key_source(ctx: &mut Ctx, entries: &[(&str, &Node)], path: &str) -> Option<Ke
         );
     }
     None
+}
+
+/// The plaintext-keyserver gate of a `keyid` entry: a plaintext keyserver (`hkp://`,
+/// `http://`) is an error unless the entry says `allow_plaintext_keyserver: true`, and a
+/// warning when it does (anyone on the path can change the answer; the agent still keeps only
+/// the certificate whose primary key is the `keyid`). `false` when the entry is refused.
+fn plaintext_keyserver(
+    ctx: &mut Ctx,
+    entries: &[(&str, &Node)],
+    path: &str,
+    keyserver: Option<&str>,
+) -> bool {
+    let get = |k: &str| entries.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let opt_in = keys::PLAINTEXT_KEYSERVER_OPT_IN;
+    let allowed = match get(opt_in) {
+        Some(n) => ctx.bool(n, &join(path, opt_in)).map(|b| (b, n)),
+        None => None,
+    };
+    let plaintext = keyserver.is_some_and(checks::keyserver_is_plaintext);
+    match (plaintext, allowed) {
+        (true, Some((true, _))) => {
+            let n = get("keyserver").expect("a keyserver was given");
+            ctx.warn(
+                n,
+                &join(path, "keyserver"),
+                format!(
+                    "`{}` is a plaintext keyserver (allowed by `{opt_in}: true`): anyone on the path can read and change its answer",
+                    keyserver.unwrap_or_default()
+                ),
+                "use an hkps:// keyserver if it offers TLS; bootcfg keeps only the certificate whose primary key is the `keyid`",
+            );
+            true
+        }
+        (true, _) => {
+            let n = get("keyserver").expect("a keyserver was given");
+            ctx.err(
+                n,
+                &join(path, "keyserver"),
+                format!(
+                    "`{}` is a plaintext keyserver: anyone on the path could change the key apt will trust for this repository",
+                    keyserver.unwrap_or_default()
+                ),
+                format!(
+                    "use `hkps://<host>` (or the bare host name: HTTPS); if this keyserver has no TLS, add `{opt_in}: true` to this entry"
+                ),
+            );
+            false
+        }
+        (false, Some((true, n))) => {
+            ctx.warn(
+                n,
+                &join(path, opt_in),
+                format!("`{opt_in}` is ignored: the keyserver is not plaintext"),
+                format!("remove `{opt_in}`"),
+            );
+            true
+        }
+        _ => true,
+    }
 }
 
 fn mirror(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mirror> {

@@ -238,6 +238,13 @@ pub fn keyserver(ks: &str) -> Check {
     Ok(())
 }
 
+/// Whether a keyserver is reached in plaintext (`hkp://`, `http://`): anyone on the path can
+/// read and change its answer.
+pub fn keyserver_is_plaintext(ks: &str) -> bool {
+    let ks = ks.trim().to_ascii_lowercase();
+    ks.starts_with("hkp://") || ks.starts_with("http://")
+}
+
 /// An ASCII-armored OpenPGP public key block.
 pub fn pgp_public_key(block: &str) -> Check {
     crate::pgp::dearmor(block).map(|_| ()).map_err(|e| {

@@ -52,7 +52,16 @@ pub const APT: &[&str] = &[
 ];
 
 /// Keys of an `apt.sources` entry (and of an `apt_sources` list item).
-pub const SOURCE: &[&str] = &["source", "keyid", "key", "keyserver", "filename", "append"];
+pub const SOURCE: &[&str] = &[
+    "source",
+    "keyid",
+    "key",
+    "keyserver",
+    "filename",
+    "append",
+    // bootcfg extension (cloud-init's schema does not know it; it warns and goes on).
+    PLAINTEXT_KEYSERVER_OPT_IN,
+];
 /// Keys of an `apt.primary`/`apt.security` entry.
 pub const MIRROR: &[&str] = &[
     "arches",
@@ -62,7 +71,12 @@ pub const MIRROR: &[&str] = &[
     "keyid",
     "key",
     "keyserver",
+    // bootcfg extension (cloud-init's schema does not know it; it warns and goes on).
+    PLAINTEXT_KEYSERVER_OPT_IN,
 ];
+/// The key of a source or mirror entry that lets its `keyid` be fetched from a plaintext
+/// keyserver (`hkp://`, `http://`); without it such a keyserver is an error.
+pub const PLAINTEXT_KEYSERVER_OPT_IN: &str = "allow_plaintext_keyserver";
 /// Keys of an `apt_conf` list item.
 pub const CONF_FILE: &[&str] = &["filename", "content"];
 /// Keys under `puppet:`.

@@ -23,7 +23,8 @@ pub fn json_schema() -> Value {
     let key_fields = json!({
         "keyid": {"type": ["string", "number"], "description": "Key fingerprint (40 hex digits, spaces allowed) fetched from `keyserver`. 8-digit short ids are accepted with a warning."},
         "key": {"type": "string", "description": "ASCII-armored OpenPGP public key block (`gpg --armor --export <fingerprint>`)."},
-        "keyserver": {"type": "string", "description": "Host name or hkp(s)/http(s) URL; default keyserver.ubuntu.com."}
+        "keyserver": {"type": "string", "description": "Host name (HTTPS) or hkps:// / https:// URL; default keyserver.ubuntu.com. Plaintext hkp:// and http:// URLs are refused unless `allow_plaintext_keyserver: true`."},
+        "allow_plaintext_keyserver": {"$ref": "#/definitions/boolean", "description": "bootcfg extension: allow `keyid` to be fetched from a plaintext (hkp:// or http://) `keyserver`, with a warning. Default false. bootcfg keeps only the certificate whose primary key is `keyid` either way."}
     });
     let with_keys = |mut props: Value| {
         props

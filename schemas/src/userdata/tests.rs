@@ -745,3 +745,93 @@ fn all_errors_are_reported_not_just_the_first() {
     .unwrap_err();
     assert_eq!(e.0.len(), 3, "{e}");
 }
+
+/// A keyserver reached in plaintext can answer any key at all (or anyone on the path can):
+/// refused unless the entry opts in, and a warning when it does.
+#[test]
+fn plaintext_keyservers_need_an_explicit_opt_in() {
+    const FPR: &str = "8DDB97313824B2421BDF94C754BB42169D3B75D6";
+    let src = |extra: &str| {
+        format!(
+            "#cloud-config\napt:\n  sources:\n    x:\n      source: deb http://repo.example bookworm main\n      keyid: {FPR}\n{extra}"
+        )
+    };
+    for ks in [
+        "hkp://keyserver.ubuntu.com",
+        "http://keys.example:11371",
+        "HTTP://k.example",
+    ] {
+        check_err(
+            src(&format!("      keyserver: {ks}\n")).as_bytes(),
+            &[
+                &format!(
+                    "ud.yaml:7:18: error: apt.sources.x.keyserver: `{ks}` is a plaintext keyserver"
+                ),
+                "add `allow_plaintext_keyserver: true` to this entry",
+            ],
+        );
+        // `false` is no opt-in
+        check_err(
+            src(&format!(
+                "      keyserver: {ks}\n      allow_plaintext_keyserver: false\n"
+            ))
+            .as_bytes(),
+            &["is a plaintext keyserver"],
+        );
+        let p = ok(&src(&format!(
+            "      keyserver: {ks}\n      allow_plaintext_keyserver: true\n"
+        )));
+        assert_eq!(
+            p.config.apt.sources[0].key,
+            Some(KeySource::Keyid {
+                id: FPR.into(),
+                keyserver: ks.into()
+            })
+        );
+        let w: Vec<String> = p.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            w.iter()
+                .any(|w| w.contains("warning: apt.sources.x.keyserver:")
+                    && w.contains(
+                        "plaintext keyserver (allowed by `allow_plaintext_keyserver: true`)"
+                    )),
+            "{w:?}"
+        );
+    }
+    // HTTPS keyservers need nothing; the opt-in is then pointless and says so
+    for ks in [
+        "hkps://keys.openpgp.org",
+        "https://k.example",
+        "keyserver.ubuntu.com",
+    ] {
+        let p = ok(&src(&format!("      keyserver: {ks}\n")));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+    let p = ok(&src("      allow_plaintext_keyserver: true\n"));
+    assert!(
+        p.warnings[0]
+            .to_string()
+            .contains("`allow_plaintext_keyserver` is ignored: the keyserver is not plaintext"),
+        "{}",
+        p.warnings[0]
+    );
+    check_err(
+        src("      keyserver: hkp://k\n      allow_plaintext_keyserver: sometimes\n").as_bytes(),
+        &["apt.sources.x.allow_plaintext_keyserver: expected a boolean"],
+    );
+    // mirrors (primary/security) and the RFC's apt_sources list take the same switch
+    check_err(
+        format!("#cloud-config\napt:\n  primary:\n    - arches: [default]\n      uri: http://deb.example/debian\n      keyid: {FPR}\n      keyserver: hkp://k.example\n").as_bytes(),
+        &["apt.primary[0].keyserver: `hkp://k.example` is a plaintext keyserver"],
+    );
+    ok(&format!(
+        "#cloud-config\napt:\n  primary:\n    - arches: [default]\n      uri: http://deb.example/debian\n      keyid: {FPR}\n      keyserver: hkp://k.example\n      allow_plaintext_keyserver: true\n"
+    ));
+    check_err(
+        format!("#cloud-config\napt_sources:\n  - source: deb http://repo.example bookworm main\n    keyid: {FPR}\n    keyserver: http://k.example\n").as_bytes(),
+        &["is a plaintext keyserver"],
+    );
+    ok(&format!(
+        "#cloud-config\napt_sources:\n  - source: deb http://repo.example bookworm main\n    keyid: {FPR}\n    keyserver: http://k.example\n    allow_plaintext_keyserver: yes\n"
+    ));
+}
