@@ -102,24 +102,163 @@ impl Content {
     }
 }
 
-/// Packages dpkg's status file shows in a state only an interrupted run leaves: half-installed,
-/// unpacked, half-configured. Read from the file, so `plan` needs no command.
-fn broken_packages(root: &crate::rootfs::Root) -> Result<Vec<String>, RootError> {
-    let status = root.read("/var/lib/dpkg/status")?.unwrap_or_default();
-    let status = String::from_utf8_lossy(&status);
-    let mut v: Vec<String> = status
-        .split("\n\n")
+/// One package record of dpkg's database: `Package`, `Architecture` and the three words of
+/// `Status:` (`want eflag status`, e.g. `install reinstreq half-installed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpkgRecord {
+    pub name: String,
+    pub arch: Option<String>,
+    pub want: String,
+    pub eflag: String,
+    pub status: String,
+}
+
+impl DpkgRecord {
+    /// dpkg will not configure (nor remove) it until it is unpacked again: the `reinstreq` flag
+    /// (`dpkg -l` shows `..R`), which a kill anywhere inside an unpack leaves, with the status
+    /// `half-installed` *or* `unpacked`/`half-configured` (the last steps of an unpack, and the
+    /// prerm of an upgrade, run with the flag still set). `dpkg --configure -a` then fails with
+    /// "package is in a very bad inconsistent state; you should reinstall it".
+    pub fn needs_reinstall(&self) -> bool {
+        self.eflag == "reinstreq" || self.status == "half-installed"
+    }
+    /// Unpacked but not (fully) configured: what `dpkg --configure -a` finishes.
+    pub fn unconfigured(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "unpacked" | "half-configured" | "triggers-awaited" | "triggers-pending"
+        )
+    }
+    /// Left half-way by an interrupted unpack, configure or removal.
+    pub fn interrupted(&self) -> bool {
+        self.needs_reinstall() || matches!(self.status.as_str(), "unpacked" | "half-configured")
+    }
+    /// The name apt takes: `name:arch` for an architecture-specific package, so that a foreign
+    /// architecture's copy is the one reinstalled.
+    pub fn apt_name(&self) -> String {
+        match self.arch.as_deref() {
+            Some(a) if !a.is_empty() && a != "all" => format!("{}:{a}", self.name),
+            _ => self.name.clone(),
+        }
+    }
+    /// `name (want eflag status)` for notes and logs.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({} {} {})",
+            self.apt_name(),
+            self.want,
+            self.eflag,
+            self.status
+        )
+    }
+}
+
+/// dpkg's package database as dpkg itself would see it: `/var/lib/dpkg/status` with the
+/// journal of an interrupted run (`/var/lib/dpkg/updates/NNNN`, one record per file, applied in
+/// order) laid over it. A kill leaves the latest states only in the journal, so reading the
+/// status file alone would miss exactly the packages the kill broke. Read from files, so `plan`
+/// needs no command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DpkgDb {
+    pub records: Vec<DpkgRecord>,
+    /// The journal holds records that dpkg has not folded into the status file yet (apt
+    /// refuses to run until a dpkg command does: "dpkg was interrupted").
+    pub journal: bool,
+}
+
+impl DpkgDb {
+    pub const STATUS: &'static str = "/var/lib/dpkg/status";
+    pub const UPDATES: &'static str = "/var/lib/dpkg/updates";
+
+    pub fn read(root: &Root) -> Result<DpkgDb, RootError> {
+        let status = root.read(Self::STATUS)?.unwrap_or_default();
+        let mut records: Vec<DpkgRecord> = Vec::new();
+        let mut put = |r: DpkgRecord| match records
+            .iter_mut()
+            .find(|o| o.name == r.name && o.arch == r.arch)
+        {
+            Some(o) => *o = r,
+            None => records.push(r),
+        };
+        for r in parse_dpkg_records(&String::from_utf8_lossy(&status)) {
+            put(r);
+        }
+        // dpkg applies only the files named by digits (`tmp.i` is the record being written),
+        // in name order (zero-padded, so numeric order).
+        let mut journal = false;
+        for name in root.list_dir(Self::UPDATES)? {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            journal = true;
+            let text = root
+                .read(&format!("{}/{name}", Self::UPDATES))?
+                .unwrap_or_default();
+            for r in parse_dpkg_records(&String::from_utf8_lossy(&text)) {
+                put(r);
+            }
+        }
+        records.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+        Ok(DpkgDb { records, journal })
+    }
+
+    /// Packages dpkg must unpack again before it can configure them (any origin).
+    pub fn needs_reinstall(&self) -> Vec<&DpkgRecord> {
+        self.records
+            .iter()
+            .filter(|r| r.needs_reinstall())
+            .collect()
+    }
+
+    /// Whether an interrupted dpkg left anything to repair.
+    pub fn pending(&self) -> bool {
+        self.journal
+            || self
+                .records
+                .iter()
+                .any(|r| r.interrupted() || r.unconfigured())
+    }
+
+    /// Names (without architecture) of the packages left half-way, sorted, unique.
+    pub fn interrupted_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .records
+            .iter()
+            .filter(|r| r.interrupted())
+            .map(|r| r.name.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// The package records (with a `Status:` line) of a dpkg status file or journal record.
+fn parse_dpkg_records(text: &str) -> Vec<DpkgRecord> {
+    text.split("\n\n")
         .filter_map(|stanza| {
-            let name = stanza.lines().find_map(|l| l.strip_prefix("Package: "))?;
-            let state = stanza.lines().find_map(|l| l.strip_prefix("Status: "))?;
-            let last = state.split_whitespace().last()?;
-            matches!(last, "half-installed" | "unpacked" | "half-configured")
-                .then(|| name.trim().to_owned())
+            let field = |k: &str| {
+                stanza.lines().find_map(|l| {
+                    l.strip_prefix(k)
+                        .and_then(|r| r.strip_prefix(':'))
+                        .map(|v| v.trim().to_owned())
+                })
+            };
+            let name = field("Package").filter(|n| !n.is_empty())?;
+            let status = field("Status")?;
+            let words: Vec<&str> = status.split_whitespace().collect();
+            let [want, eflag, status] = words[..] else {
+                return None;
+            };
+            Some(DpkgRecord {
+                name,
+                arch: field("Architecture"),
+                want: want.to_owned(),
+                eflag: eflag.to_owned(),
+                status: status.to_owned(),
+            })
         })
-        .collect();
-    v.sort();
-    v.dedup();
-    Ok(v)
+        .collect()
 }
 
 /// `deb uri suite components…` of a one-line source, without its `[options]`: which repository
@@ -153,10 +292,20 @@ pub enum Action {
     MkDir { path: String, mode: u32 },
     /// Run a command inside the root.
     Run { cmd: Cmd },
-    /// Repair an interrupted dpkg (`/var/lib/dpkg/updates` not empty, or packages left
-    /// half-installed, unpacked or half-configured): `dpkg --configure -a`, and if that fails,
-    /// purge the broken packages listed in `reinstall` (this run installs them again, after
-    /// re-applying their debconf preseed) and configure the rest.
+    /// Repair an interrupted dpkg (its journal `/var/lib/dpkg/updates` not empty, or packages
+    /// left needing a reinstall, unpacked or half-configured), whatever installed them:
+    /// 1. `dpkg --configure -a` folds the journal into the status file and configures what it
+    ///    can (it fails while a package needs a reinstall; that is repaired next);
+    /// 2. `apt-get install -f --reinstall P…` unpacks every package dpkg flags
+    ///    `reinstreq` / half-installed again from the archive (any origin: a dependency, an
+    ///    image package), then `dpkg --configure -a` again;
+    /// 3. only if configuring still fails: purge the interrupted packages listed in
+    ///    `reinstall` (the ones this run installs: it re-applies their debconf preseed and
+    ///    installs them again; a killed maintainer script can leave state its next run cannot
+    ///    fix) and configure again;
+    /// 4. `apt-get install -f`.
+    ///
+    /// `plan` shows each of these commands as a step, from dpkg's status file and journal.
     RecoverDpkg { reinstall: Vec<String> },
     /// `apt-get install` the first of `candidates` that apt knows.
     InstallFirstKnown {
@@ -473,6 +622,188 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// One command of the dpkg recovery: shown (plan), or run and shown with how it went
+    /// (apply). A failure is shown too (the step's note) and returned, for the caller to
+    /// repair or report.
+    fn recovery_step(&mut self, module: &str, cmd: &Cmd, note: String) -> Result<(), RunError> {
+        let mut st = self.step(module, "run");
+        st.command = Some(self.show_cmd(cmd));
+        st.note = Some(note);
+        let mut res = Ok(());
+        if self.mode == Mode::Apply {
+            match self.runner.run(cmd) {
+                Ok(out) => st.changed = changed_by(cmd, &out),
+                Err(e) => {
+                    let why = self.ctx.mask(&failure_digest(&e.to_string()));
+                    tracing::warn!(command = %self.show_cmd(cmd), "{}", self.ctx.mask(&e.to_string()));
+                    st.note = Some(format!(
+                        "{}; failed: {why}",
+                        st.note.take().unwrap_or_default()
+                    ));
+                    res = Err(e);
+                }
+            }
+        }
+        self.steps.push(st);
+        res
+    }
+
+    /// [`Action::RecoverDpkg`]: every command it runs (or would run) is a step of its own.
+    /// `plan` follows the path that `apply` takes when each command succeeds, and shows the
+    /// purge that `apply` falls back to as a step marked "only if".
+    fn recover_dpkg(&mut self, module: &str, ours: &[String]) -> Result<(), StepError> {
+        use crate::runner::programs::DPKG;
+        let db = DpkgDb::read(&self.ctx.root)?;
+        let configure = Cmd::new([DPKG, "--configure", "-a"]).apt();
+        if !db.pending() {
+            let mut st = self.step(module, "run");
+            st.command = Some(self.show_cmd(&configure));
+            st.changed = false;
+            st.note = Some("skipped: dpkg was not interrupted".to_owned());
+            self.steps.push(st);
+            return Ok(());
+        }
+        let names = |v: &[&DpkgRecord]| {
+            v.iter()
+                .map(|r| r.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let need = db.needs_reinstall();
+        let mut what = Vec::new();
+        if db.journal {
+            what.push("its journal /var/lib/dpkg/updates is not empty".to_owned());
+        }
+        let left: Vec<&DpkgRecord> = db
+            .records
+            .iter()
+            .filter(|r| (r.interrupted() || r.unconfigured()) && !r.needs_reinstall())
+            .collect();
+        if !left.is_empty() {
+            what.push(format!("not configured: {}", names(&left)));
+        }
+        if !need.is_empty() {
+            what.push(format!(
+                "needing a reinstall: {} (dpkg refuses to configure them until they are unpacked again, so this may fail)",
+                names(&need)
+            ));
+        }
+        let note = format!("dpkg was interrupted; {}", what.join("; "));
+        if self.mode == Mode::Apply {
+            tracing::warn!("{note}; running dpkg --configure -a");
+        }
+        let mut failed = self.recovery_step(module, &configure, note).err();
+
+        // Packages of any origin that dpkg wants unpacked again, as dpkg sees them now (the
+        // configure above folded the journal): reinstall them from the archive. `--reinstall`
+        // keeps apt's automatically-installed mark; `-f` lets apt finish the rest of
+        // an interrupted batch (a package unpacked before its dependencies).
+        let need: Vec<DpkgRecord> = if self.mode == Mode::Apply {
+            DpkgDb::read(&self.ctx.root)?
+                .needs_reinstall()
+                .into_iter()
+                .cloned()
+                .collect()
+        } else {
+            need.into_iter().cloned().collect()
+        };
+        let mut reinstall_failed = None;
+        if !need.is_empty() {
+            let refs: Vec<&DpkgRecord> = need.iter().collect();
+            let mut argv = crate::modules::apt_get(&["install", "-f", "--reinstall"]);
+            argv.extend(need.iter().map(DpkgRecord::apt_name));
+            if self.mode == Mode::Apply {
+                tracing::warn!(packages = %names(&refs), "reinstalling packages an interrupted dpkg left half-installed");
+            }
+            reinstall_failed = self
+                .recovery_step(
+                    module,
+                    &Cmd::new(argv).apt(),
+                    format!(
+                        "unpack again from the archive what the interruption left half-installed: {}",
+                        names(&refs)
+                    ),
+                )
+                .err();
+            failed = self
+                .recovery_step(
+                    module,
+                    &configure,
+                    "configure what waited for the reinstalled packages".to_owned(),
+                )
+                .err();
+        }
+
+        // Still failing: a maintainer script killed half-way can leave state its next run cannot
+        // fix (locales: an emptied locale.gen resets the preseeded question). Start the packages
+        // this run installs again from scratch; anything else is the error it is.
+        let interrupted = if self.mode == Mode::Apply {
+            if failed.is_some() {
+                DpkgDb::read(&self.ctx.root)?.interrupted_names()
+            } else {
+                Vec::new()
+            }
+        } else {
+            db.interrupted_names()
+        };
+        let purge: Vec<String> = interrupted
+            .into_iter()
+            .filter(|p| ours.contains(p))
+            .collect();
+        let failed_now = failed.is_some();
+        if self.mode == Mode::Apply
+            && let Some(e) = failed
+        {
+            if purge.is_empty() {
+                // the reinstall's own error says more than dpkg's "very bad inconsistent state"
+                let still = DpkgDb::read(&self.ctx.root)?;
+                return Err(match reinstall_failed {
+                    Some(r) if !still.needs_reinstall().is_empty() => r.into(),
+                    _ => e.into(),
+                });
+            }
+            tracing::warn!(
+                packages = %purge.join(" "),
+                "dpkg --configure -a failed; purging the broken packages this run installs again"
+            );
+        }
+        let run_purge = !purge.is_empty() && (self.mode == Mode::Plan || failed_now);
+        if run_purge {
+            let mut argv = vec![
+                DPKG.to_owned(),
+                "--purge".to_owned(),
+                "--force-remove-reinstreq".to_owned(),
+            ];
+            argv.extend(purge.iter().cloned());
+            let when = if self.mode == Mode::Plan {
+                "only if dpkg --configure -a still fails: "
+            } else {
+                ""
+            };
+            self.recovery_step(
+                module,
+                &Cmd::new(argv).apt(),
+                format!(
+                    "{when}purge to install again (this run re-applies their preseed and installs them): {}",
+                    purge.join(", ")
+                ),
+            )?;
+            let note = if self.mode == Mode::Plan {
+                "only if dpkg --configure -a still failed: configure the rest after the purge"
+            } else {
+                "configure the rest after the purge"
+            };
+            self.recovery_step(module, &configure, note.to_owned())?;
+        }
+        // an interrupted apt run may also have left packages whose dependencies never came
+        self.recovery_step(
+            module,
+            &Cmd::new(crate::modules::apt_get(&["install", "-f"])).apt(),
+            "finish what the interrupted apt run left unresolved".to_owned(),
+        )?;
+        Ok(())
+    }
+
     /// Carry out (or show) one action of `module`.
     pub fn execute(&mut self, module: &str, action: &Action) -> Result<(), StepError> {
         match action {
@@ -534,64 +865,7 @@ impl<'a> Engine<'a> {
                 self.steps.push(st);
             }
             Action::Run { cmd } => self.run(module, cmd)?,
-            Action::RecoverDpkg { reinstall } => {
-                let journal = !self.ctx.root.list_dir("/var/lib/dpkg/updates")?.is_empty();
-                let broken = broken_packages(&self.ctx.root)?;
-                let pending = journal || !broken.is_empty();
-                let configure =
-                    Cmd::new([crate::runner::programs::DPKG, "--configure", "-a"]).apt();
-                let mut st = self.step(module, "run");
-                st.command = Some(self.show_cmd(&configure));
-                st.changed = pending;
-                if !pending {
-                    st.note = Some("skipped: dpkg was not interrupted".to_owned());
-                    self.steps.push(st);
-                    return Ok(());
-                }
-                st.note = Some(if broken.is_empty() {
-                    "dpkg was interrupted (/var/lib/dpkg/updates is not empty)".to_owned()
-                } else {
-                    format!("dpkg was interrupted; left broken: {}", broken.join(", "))
-                });
-                if self.mode == Mode::Apply {
-                    tracing::warn!("dpkg was interrupted earlier; running dpkg --configure -a");
-                    if let Err(first) = self.runner.run(&configure) {
-                        // A maintainer script killed half-way can leave state its next run cannot
-                        // fix (locales: an emptied locale.gen resets the preseeded question).
-                        // Start the packages this run installs again from scratch; anything else
-                        // broken is the image's problem, reported as the error it is.
-                        let left = broken_packages(&self.ctx.root)?;
-                        let ours: Vec<String> = left
-                            .iter()
-                            .filter(|p| reinstall.contains(p))
-                            .cloned()
-                            .collect();
-                        if ours.is_empty() {
-                            return Err(first.into());
-                        }
-                        tracing::warn!(
-                            packages = %ours.join(" "),
-                            "dpkg --configure -a failed; purging the broken packages this run installs again"
-                        );
-                        let mut purge = vec![
-                            crate::runner::programs::DPKG.to_owned(),
-                            "--purge".to_owned(),
-                            "--force-remove-reinstreq".to_owned(),
-                        ];
-                        purge.extend(ours.iter().cloned());
-                        self.runner.run(&Cmd::new(purge).apt())?;
-                        self.runner.run(&configure)?;
-                        st.note = Some(format!(
-                            "dpkg was interrupted; purged to install again: {}",
-                            ours.join(", ")
-                        ));
-                    }
-                    // an interrupted apt run may also have left half-unpacked packages
-                    self.runner
-                        .run(&Cmd::new(crate::modules::apt_get(&["install", "-f"])).apt())?;
-                }
-                self.steps.push(st);
-            }
+            Action::RecoverDpkg { reinstall } => self.recover_dpkg(module, reinstall)?,
             Action::InstallFirstKnown {
                 candidates,
                 version,
@@ -806,6 +1080,30 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// A failed command's error on one line for a step's note: the first line (the command and its
+/// exit status) and the lines of its output that say what went wrong, at most 600 characters.
+fn failure_digest(err: &str) -> String {
+    let mut lines = err.lines();
+    let mut out = lines.next().unwrap_or_default().trim().to_owned();
+    let mut in_error = false;
+    for l in lines {
+        let t = l.trim();
+        let starts = t.starts_with("E: ") || t.starts_with("dpkg: error") || t.starts_with("error");
+        // dpkg continues an error message on indented lines
+        if starts || (in_error && l.starts_with(' ') && !t.is_empty()) {
+            out.push(' ');
+            out.push_str(t);
+            in_error = true;
+        } else {
+            in_error = false;
+        }
+    }
+    if out.chars().count() > 600 {
+        out = out.chars().take(600).collect::<String>() + "…";
+    }
+    out
+}
+
 /// debconf's database of answers (compared before/after `debconf-set-selections`).
 const DEBCONF_DB: &str = "/var/cache/debconf/config.dat";
 
@@ -985,6 +1283,62 @@ mod tests {
         );
         // idempotent
         assert_eq!(s.apply(&s.apply(&old)), s.apply(&old));
+    }
+
+    #[test]
+    fn dpkg_db_lays_the_journal_over_the_status_file() {
+        let d = tempfile::tempdir().unwrap();
+        let dpkg = d.path().join("var/lib/dpkg");
+        std::fs::create_dir_all(dpkg.join("updates")).unwrap();
+        std::fs::write(
+            dpkg.join("status"),
+            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nDescription: x\n Package: not-a-field\n\n\
+             Package: libc6\nStatus: install ok installed\nArchitecture: i386\n\n\
+             Package: tzdata\nStatus: install ok installed\nArchitecture: all\n",
+        )
+        .unwrap();
+        let root = Root::new(d.path()).unwrap();
+        let db = DpkgDb::read(&root).unwrap();
+        assert!(!db.pending() && !db.journal, "{db:?}");
+        assert_eq!(db.records.len(), 3);
+        // journal records win, in name order; tmp.i (being written) is not one
+        for (f, text) in [
+            (
+                "0001",
+                "Package: tzdata\nStatus: install reinstreq unpacked\nArchitecture: all\n",
+            ),
+            (
+                "0000",
+                "Package: tzdata\nStatus: install reinstreq half-configured\nArchitecture: all\n",
+            ),
+            (
+                "0002",
+                "Package: libc6\nStatus: install reinstreq half-installed\nArchitecture: i386\n",
+            ),
+            (
+                "tmp.i",
+                "Package: tzdata\nStatus: install ok installed\nArchitecture: all\n",
+            ),
+        ] {
+            std::fs::write(dpkg.join("updates").join(f), text).unwrap();
+        }
+        let db = DpkgDb::read(&root).unwrap();
+        assert!(db.journal && db.pending());
+        let need: Vec<String> = db.needs_reinstall().iter().map(|r| r.describe()).collect();
+        assert_eq!(
+            need,
+            [
+                "libc6:i386 (install reinstreq half-installed)",
+                "tzdata (install reinstreq unpacked)"
+            ]
+        );
+        assert_eq!(db.interrupted_names(), ["libc6", "tzdata"]);
+        let amd64 = db
+            .records
+            .iter()
+            .find(|r| r.arch.as_deref() == Some("amd64"))
+            .unwrap();
+        assert!(!amd64.needs_reinstall() && !amd64.unconfigured());
     }
 
     #[test]
