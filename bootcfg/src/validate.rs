@@ -27,7 +27,8 @@ pub struct ValidateArgs {
     /// Files to check (`-` reads standard input): user-data, or a conductor/signer config or CA certificate.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Treat warnings (keys bootcfg does not handle, short key ids, ignored MIME parts) as errors.
+    /// Treat warnings (keys bootcfg does not handle, settings that do nothing, short key ids,
+    /// ignored MIME parts) as errors.
     #[arg(long)]
     pub strict: bool,
     /// Output format: compiler-style text lines, or one JSON document for scripts.

@@ -37,12 +37,21 @@ struct Allowed {
     why: &'static str,
 }
 
+/// Every documented difference, one for one with the bullets of README's compatibility section
+/// (each bullet names its key as "(allowance `key`)"; [`readme_lists_every_allowed_difference`]
+/// checks both ways). The peer tests below check the ones they can observe.
 const ALLOWED: &[Allowed] = &[
     Allowed {
         key: "keyring-scope",
         bootcfg: "key in /etc/apt/keyrings/<name>.gpg and `signed-by=` that file on the source line: trusted for that repo only",
         cloud_init: "key in /etc/apt/trusted.gpg.d/<name>.gpg, no signed-by (unless the line uses $KEY_FILE): trusted for every repo",
         why: "issue 3: a repo's key is trusted for that repo only; the key bytes (dearmored) are identical",
+    },
+    Allowed {
+        key: "dpkg-repair",
+        bootcfg: "a package left needing a reinstall by an interrupted dpkg is reinstalled from the archive, whatever its origin, then dpkg configures",
+        cloud_init: "apt-get fails on the broken dpkg state and the module fails",
+        why: "a boot interrupted during package installation must converge at the next boot",
     },
     Allowed {
         key: "puppet-conf-format",
@@ -69,6 +78,12 @@ const ALLOWED: &[Allowed] = &[
         why: "only the parsed content matters to Puppet",
     },
     Allowed {
+        key: "proxy-mode",
+        bootcfg: "90cloud-init-aptproxy mode 0600 when a proxy URL holds credentials",
+        cloud_init: "90cloud-init-aptproxy mode 0644 always",
+        why: "files that hold secrets are 0600; apt reads its configuration as root",
+    },
+    Allowed {
         key: "ssl-ownership",
         bootcfg: "ssldir keeps the package's owner (puppet:puppet); certs/ and ca.pem are created root:root (0755/0644)",
         cloud_init: "chowns ssldir, certs/ and ca.pem to puppet:root",
@@ -79,6 +94,66 @@ const ALLOWED: &[Allowed] = &[
         bootcfg: "the service is never started when --root is not / (enabled with systemctl when the image has it)",
         cloud_init: "`service puppet start` (recorded here by the harness stub) and START=yes sed on /etc/default/puppet",
         why: "configuring an image must not start daemons; the unit starts at the image's next boot",
+    },
+    Allowed {
+        key: "puppet-exit-code",
+        bootcfg: "`puppet agent` exit code 2 (changes applied) is success",
+        cloud_init: "exit code 2 fails the puppet module (cloud-init #5747)",
+        why: "2 is Puppet's code for a successful run that changed something",
+    },
+    Allowed {
+        key: "pipelining-comment",
+        bootcfg: "90cloud-init-pipelining's comment line says `Written by bootcfg`",
+        cloud_init: "its comment line says `Written by cloud-init`",
+        why: "the file says who wrote it; the setting line is identical",
+    },
+    Allowed {
+        key: "disable-suites-comment",
+        bootcfg: "disable_suites' comments in the rendered main list name bootcfg (`# suite disabled by bootcfg: …`)",
+        cloud_init: "they name cloud-init (`# suite disabled by cloud-init: …`)",
+        why: "the comment says who disabled the line; the active entries are identical",
+    },
+    Allowed {
+        key: "legacy-proxy-swap",
+        bootcfg: "legacy `apt_https_proxy` sets Acquire::https::Proxy, `apt_ftp_proxy` Acquire::ftp::Proxy",
+        cloud_init: "the two are swapped (a bug in mapoldkeys since 2016)",
+        why: "each key sets the protocol it names",
+    },
+    Allowed {
+        key: "legacy-debconf-selections",
+        bootcfg: "a top-level `debconf_selections` string is fed to debconf-set-selections",
+        cloud_init: "ignored (dropped in 2016 without a conversion)",
+        why: "the RFC syntax's preseed still works",
+    },
+    Allowed {
+        key: "legacy-apt-conf",
+        bootcfg: "the RFC's top-level `apt_conf` list of {filename, content} is written to /etc/apt/apt.conf.d/",
+        cloud_init: "unknown key, ignored",
+        why: "the RFC syntax's apt configuration files still work",
+    },
+    Allowed {
+        key: "legacy-apt-keys",
+        bootcfg: "without `apt:` in the user-data, the old top-level apt keys (apt_sources, apt_proxy, apt_mirror, …) are applied as upstream cloud-init converts them (apt_sources without filename → cloud_config_sources.list)",
+        cloud_init: "Debian's packaged cloud-init 22.4 ignores them all, because its /etc/cloud/cloud.cfg sets `apt:` (and fails its apt module on apt_preserve_sources_list: false); upstream's configuration applies them as bootcfg does",
+        why: "the RFC syntax is a documented input of bootcfg; observed in peer_legacy_apt_sources with both configurations",
+    },
+    Allowed {
+        key: "deb822-sources-list",
+        bootcfg: "a deb822 `sources_list` goes to /etc/apt/sources.list.d/<distro>.sources and /etc/apt/sources.list is removed (Ubuntu: replaced with a pointer comment), as cloud-init 23.4+/24.1+ do",
+        cloud_init: "22.4 writes it into /etc/apt/sources.list, where apt rejects it",
+        why: "apt reads deb822 only from .sources files; observed in peer_deb822_sources_list",
+    },
+    Allowed {
+        key: "strict-validation",
+        bootcfg: "typos, duplicate keys, invalid values and mixed one-line/deb822 templates are errors; settings that would do nothing and keys of modules bootcfg does not run are warnings",
+        cloud_init: "schema problems are logged and the modules run anyway",
+        why: "everything from user-data is validated before anything is touched",
+    },
+    Allowed {
+        key: "not-supported",
+        bootcfg: "refused or ignored with a message: #include, Jinja templates, #cloud-config-archive, merge_how/Merge-Type other than the default merge, snap packages, DNS mirror search, puppet's AIO install script",
+        cloud_init: "supported",
+        why: "outside what bootcfg configures, or fetching and running code without verification",
     },
 ];
 
@@ -490,5 +565,365 @@ fn cloud_init_and_bootcfg_leave_the_same_state_but_for_documented_differences() 
         problems.is_empty(),
         "bootcfg and cloud-init differ beyond the documented differences:\n{}",
         problems.join("\n")
+    );
+}
+
+/// README's compatibility section and [`ALLOWED`] list the same differences, one for one: each
+/// bullet names exactly one allowance, as "(allowance `key`)", and every allowance has a bullet.
+#[test]
+fn readme_lists_every_allowed_difference() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .expect("README.md");
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Compatibility with cloud-init"))
+        .expect("README has a `## Compatibility with cloud-init` section");
+    let marker = regex::Regex::new(r"\(allowance `([a-z0-9-]+)`\)").expect("regex");
+    let mut bullets: Vec<String> = Vec::new();
+    for line in section.lines() {
+        if let Some(b) = line.strip_prefix("- ") {
+            bullets.push(b.to_owned());
+        } else if line.starts_with("  ") && !bullets.is_empty() {
+            let last = bullets.last_mut().expect("a bullet");
+            last.push(' ');
+            last.push_str(line.trim());
+        }
+    }
+    let mut in_readme: Vec<String> = Vec::new();
+    for b in &bullets {
+        let keys: Vec<String> = marker.captures_iter(b).map(|c| c[1].to_owned()).collect();
+        assert_eq!(
+            keys.len(),
+            1,
+            "each README difference names exactly one allowance: {b}"
+        );
+        in_readme.push(keys[0].clone());
+    }
+    let table: Vec<String> = ALLOWED.iter().map(|a| a.key.to_owned()).collect();
+    let readme_set: BTreeSet<&String> = in_readme.iter().collect();
+    assert_eq!(
+        readme_set.len(),
+        in_readme.len(),
+        "a README allowance is listed twice: {in_readme:?}"
+    );
+    let table_set: BTreeSet<&String> = table.iter().collect();
+    assert_eq!(table_set.len(), table.len(), "a key is in ALLOWED twice");
+    assert_eq!(
+        readme_set, table_set,
+        "README's differences and ALLOWED differ (README: {in_readme:?}, ALLOWED: {table:?})"
+    );
+}
+
+// ---- Peer cases for issue 13's incompatibilities (apt-configure only) ------------------------------
+
+/// cloud-init's stages up to and including `apt-configure` (the harness config runs only it in
+/// the config stage).
+const CI_CONFIG_STAGES: &str =
+    "cloud-init init --local && cloud-init init && cloud-init modules --mode config";
+
+fn peer_fixture(name: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/peer")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// `@REPO_URL@` and `@REPO_KEY@` filled in (as [`user_data`] does for the agent fixtures), and
+/// `@REPO_KEY_DEB822@`: the armored key as a deb822 multi-line field value (each line indented
+/// one more space, empty lines as ` .`).
+fn fill_peer(text: &str, repo: &AptRepo) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        match line.trim() {
+            "@REPO_KEY@" | "@REPO_KEY_DEB822@" => {
+                let deb822 = line.trim() == "@REPO_KEY_DEB822@";
+                for l in repo.armored_key().trim_end().lines() {
+                    match (deb822, l.is_empty()) {
+                        (true, true) => out.push_str(&format!("{indent} .\n")),
+                        (true, false) => out.push_str(&format!("{indent} {l}\n")),
+                        (false, true) => out.push('\n'),
+                        (false, false) => out.push_str(&format!("{indent}{l}\n")),
+                    }
+                }
+            }
+            _ => {
+                out.push_str(&line.replace("@REPO_URL@", &repo.url()));
+                out.push('\n');
+            }
+        }
+    }
+    assert!(!out.contains("@REPO_"), "unfilled placeholder:\n{out}");
+    out
+}
+
+fn seed(root: &Root, ud: &str) {
+    root.write("var/lib/cloud/seed/nocloud/user-data", ud, 0o600);
+    root.write(
+        "var/lib/cloud/seed/nocloud/meta-data",
+        format!("instance-id: {INSTANCE_ID}\nlocal-hostname: {HOSTNAME}\n"),
+        0o644,
+    );
+}
+
+/// Debian's packaged /etc/cloud/cloud.cfg sets `apt: {preserve_sources_list: true}`; upstream's
+/// configuration (as on images built from cloud-init's own template) has no `apt:`.
+fn use_upstream_cloud_cfg(ci: &Root) {
+    let cfg = ci.read_string("etc/cloud/cloud.cfg");
+    let debian = "apt:\n   # This prevents cloud-init from rewriting apt's sources.list file,\n   # which has been a source of surprise.\n   preserve_sources_list: true\n";
+    assert!(
+        cfg.contains(debian),
+        "Debian's cloud.cfg no longer has its `apt:` block:\n{cfg}"
+    );
+    ci.write("etc/cloud/cloud.cfg", cfg.replace(debian, ""), 0o644);
+}
+
+/// One tool's changes under /etc/apt: path → manifest entry after (`None`: removed).
+type Changes = BTreeMap<String, Option<String>>;
+
+/// Runs cloud-init's stages in `ci` and `bootcfg run` in `bc` (both seeded with `ud`); returns
+/// each one's changes under /etc/apt and cloud-init's log.
+fn run_both(ci: &Root, bc: &Root, ud: &str) -> (Changes, Changes, String) {
+    seed(ci, ud);
+    seed(bc, ud);
+    let (ci_before, bc_before) = (ci.manifest(&["etc/apt"]), bc.manifest(&["etc/apt"]));
+    {
+        let _heavy = heavy_lock();
+        let out = timed("cloud-init (to apt-configure)", || {
+            chroot::run(
+                in_root(ci.path(), &["sh", "-c", CI_CONFIG_STAGES]),
+                APPLY_TIMEOUT,
+            )
+        });
+        out.assert_ok();
+        let v = timed("bootcfg run", || chroot::run(run_cmd(bc), APPLY_TIMEOUT));
+        let v = ok_json(&v);
+        assert_eq!(v["instance_id"], INSTANCE_ID, "{v:#}");
+    }
+    let log = ci.read_string("var/log/cloud-init.log");
+    assert!(
+        log.contains("Running module apt-configure "),
+        "cloud-init did not run apt-configure:\n{log}"
+    );
+    let changes = |before: &BTreeMap<String, String>, after: BTreeMap<String, String>| -> Changes {
+        changed_paths(before, &after)
+            .into_iter()
+            .map(|p| {
+                let v = after.get(&p).cloned();
+                (p, v)
+            })
+            .collect()
+    };
+    (
+        changes(&ci_before, ci.manifest(&["etc/apt"])),
+        changes(&bc_before, bc.manifest(&["etc/apt"])),
+        log,
+    )
+}
+
+/// cloud-init's apt module ran without an error (its status.json for the config stage).
+fn assert_no_ci_errors(ci: &Root, log: &str) {
+    let status = ci.yaml("var/lib/cloud/data/status.json");
+    assert_eq!(
+        status["v1"]["modules-config"]["errors"],
+        serde_json::json!([]),
+        "cloud-init reported errors:\n{}",
+        &log[log.len().saturating_sub(4000)..]
+    );
+}
+
+/// Issue 13, item 1: `apt.proxy` and `apt.http_proxy` with different values. bootcfg refused the
+/// user-data; cloud-init writes both lines. Now the proxy files are byte-identical.
+#[test]
+fn peer_proxy_and_http_proxy() {
+    let ud = peer_fixture("proxy-and-http-proxy.yaml");
+    let (ci, bc) = (Root::fresh("cloudinit"), Root::fresh("base"));
+    let (ci_changes, bc_changes, log) = run_both(&ci, &bc, &ud);
+    assert_no_ci_errors(&ci, &log);
+    const PROXY: &str = "/etc/apt/apt.conf.d/90cloud-init-aptproxy";
+    assert!(ci_changes.contains_key(PROXY), "{ci_changes:?}");
+    assert_eq!(
+        ci_changes, bc_changes,
+        "the tools changed different files under /etc/apt"
+    );
+    assert_eq!(bc.read_string(PROXY), ci.read_string(PROXY));
+    assert_eq!(
+        bc.read_string(PROXY)
+            .lines()
+            .filter(|l| l.starts_with("Acquire::http::Proxy"))
+            .count(),
+        2,
+        "both http proxy lines, as cloud-init writes them"
+    );
+}
+
+/// Issue 13, item 2: a later MIME part's `apt:` replaces the earlier one whole (cloud-init's
+/// default merge, here also spelled out as a `Merge-Type` header); bootcfg merged recursively and
+/// kept part 1's `apt.conf` and proxy.
+#[test]
+fn peer_multipart_later_part_replaces_a_top_level_key() {
+    let ud = peer_fixture("multipart-replace.mime");
+    let (ci, bc) = (Root::fresh("cloudinit"), Root::fresh("base"));
+    let (ci_changes, bc_changes, log) = run_both(&ci, &bc, &ud);
+    assert_no_ci_errors(&ci, &log);
+    let merged = ci.read_string(&format!(
+        "var/lib/cloud/instances/{INSTANCE_ID}/cloud-config.txt"
+    ));
+    assert!(
+        !merged.contains("conf:"),
+        "cloud-init kept part 1's apt.conf:\n{merged}"
+    );
+    assert!(!ci.exists("etc/apt/apt.conf.d/94cloud-init-config"));
+    assert_eq!(
+        ci_changes, bc_changes,
+        "the tools changed different files under /etc/apt"
+    );
+    const PROXY: &str = "/etc/apt/apt.conf.d/90cloud-init-aptproxy";
+    assert_eq!(bc.read_string(PROXY), ci.read_string(PROXY));
+    assert!(
+        !bc.read_string(PROXY).contains("first"),
+        "part 1's proxy survived in bootcfg"
+    );
+}
+
+/// Issue 13, item 3: legacy `apt_sources` entries without `filename`. Upstream cloud-init puts
+/// them in `cloud_config_sources.list`, and so does bootcfg now (it used `00-boot-sources.list`:
+/// on an image cloud-init had configured, the same repository then appeared in two files with
+/// different `Signed-By`, and apt refused every source). Debian's packaged cloud-init ignores the
+/// old keys altogether (allowance `legacy-apt-keys`).
+#[test]
+fn peer_legacy_apt_sources() {
+    let repo = AptRepo::shared();
+    let ud = fill_peer(&peer_fixture("legacy-apt-sources.yaml"), repo);
+    const LIST: &str = "/etc/apt/sources.list.d/cloud_config_sources.list";
+    const CI_RING: &str = "/etc/apt/trusted.gpg.d/cloud_config_sources.gpg";
+    const BC_RING: &str = "/etc/apt/keyrings/cloud_config_sources.gpg";
+
+    // Debian's packaged cloud-init: nothing (its cloud.cfg has `apt:`, so the old keys are dropped).
+    let (ci, bc) = (Root::fresh("cloudinit"), Root::fresh("base"));
+    let (ci_changes, bc_changes, log) = run_both(&ci, &bc, &ud);
+    assert_no_ci_errors(&ci, &log);
+    assert!(
+        log.contains("deprecated V1/2 and V3 format specified, preferring V3"),
+        "Debian's cloud-init no longer drops the old keys: update {}",
+        allowed("legacy-apt-keys")
+    );
+    assert!(
+        ci_changes.is_empty(),
+        "{ci_changes:?}; {}",
+        allowed("legacy-apt-keys")
+    );
+    let bc_paths: BTreeSet<&str> = bc_changes.keys().map(String::as_str).collect();
+    assert_eq!(
+        bc_paths,
+        BTreeSet::from([LIST, BC_RING]),
+        "{}",
+        allowed("legacy-apt-keys")
+    );
+    drop(ci);
+
+    // Upstream's configuration: the same file, the same line (bootcfg adds signed-by).
+    let ci = Root::fresh("cloudinit");
+    use_upstream_cloud_cfg(&ci);
+    let bc2 = Root::fresh("base");
+    let (ci_changes, bc_changes, log) = run_both(&ci, &bc2, &ud);
+    assert_no_ci_errors(&ci, &log);
+    let ci_paths: BTreeSet<&str> = ci_changes.keys().map(String::as_str).collect();
+    assert_eq!(
+        ci_paths,
+        BTreeSet::from([LIST, CI_RING]),
+        "cloud-init's changes"
+    );
+    let bc_paths: BTreeSet<&str> = bc_changes.keys().map(String::as_str).collect();
+    assert_eq!(
+        bc_paths,
+        BTreeSet::from([LIST, BC_RING]),
+        "{}",
+        allowed("keyring-scope")
+    );
+    assert_eq!(dearmored(&bc2.read(BC_RING)), dearmored(&ci.read(CI_RING)));
+    let (bl, cl) = (bc2.read_string(LIST), ci.read_string(LIST));
+    assert_eq!(
+        signed_by(&bl).as_deref(),
+        Some(BC_RING),
+        "{}",
+        allowed("keyring-scope")
+    );
+    assert_eq!(
+        bl.replace(&format!("[signed-by={BC_RING}] "), ""),
+        cl,
+        "the source lines differ beyond signed-by"
+    );
+    assert_eq!(bc2.mode(LIST), ci.mode(LIST));
+
+    // And bootcfg on the image cloud-init configured: the same file, its line replaced with the
+    // signed-by one (no second file naming the repository), and apt reads every source.
+    let ud_path = write_user_data(&ci, &ud);
+    let out = apply(&ci, &ud_path, "i-0after-cloud-init", HOSTNAME);
+    ok_json(&out);
+    let lists = ci.list_dir("etc/apt/sources.list.d");
+    assert!(
+        !lists.iter().any(|f| f.contains("boot-sources")),
+        "bootcfg wrote a second list: {lists:?}"
+    );
+    let after = ci.read_string(LIST);
+    assert_eq!(after.lines().count(), 1, "{after}");
+    assert_eq!(signed_by(&after).as_deref(), Some(BC_RING), "{after}");
+    chroot::run(
+        in_root(ci.path(), &["apt-get", "update", "-q"]),
+        APPLY_TIMEOUT,
+    )
+    .assert_ok();
+}
+
+/// Issue 13, item 6: a deb822 `sources_list` (cloud-init 23.4's documented example, pointed at
+/// the harness repo). cloud-init 22.4 writes it into /etc/apt/sources.list, where apt rejects
+/// it; bootcfg writes /etc/apt/sources.list.d/debian.sources (as cloud-init 23.4+ does), where
+/// apt reads it (allowance `deb822-sources-list`).
+#[test]
+fn peer_deb822_sources_list() {
+    let repo = AptRepo::shared();
+    let ud = fill_peer(&peer_fixture("deb822-sources-list.yaml"), repo);
+    const MAIN: &str = "/etc/apt/sources.list";
+    const DEB822: &str = "/etc/apt/sources.list.d/debian.sources";
+    let (ci, bc) = (Root::fresh("cloudinit"), Root::fresh("base"));
+    let (ci_changes, bc_changes, log) = run_both(&ci, &bc, &ud);
+    assert_no_ci_errors(&ci, &log);
+    let ci_paths: BTreeSet<&str> = ci_changes.keys().map(String::as_str).collect();
+    let bc_paths: BTreeSet<&str> = bc_changes.keys().map(String::as_str).collect();
+    assert_eq!(
+        ci_paths,
+        BTreeSet::from([MAIN]),
+        "cloud-init 22.4 writes sources.list"
+    );
+    assert_eq!(
+        bc_paths,
+        BTreeSet::from([DEB822]),
+        "{}",
+        allowed("deb822-sources-list")
+    );
+    assert!(!bc.exists(MAIN));
+    // The same rendered text, in the two places.
+    assert_eq!(bc.read_string(DEB822), ci.read_string(MAIN));
+    assert_eq!(bc.mode(DEB822), ci.mode(MAIN));
+    // apt rejects cloud-init's file and reads bootcfg's (whose `apt-get update` already passed
+    // inside `bootcfg run`): the harness repo's package is a candidate from it.
+    let ci_policy = chroot::run(in_root(ci.path(), &["apt-cache", "policy"]), APPLY_TIMEOUT);
+    assert!(
+        !ci_policy.status.success() && ci_policy.stderr.contains("sources.list"),
+        "apt accepted deb822 in sources.list?\n{}",
+        ci_policy.report()
+    );
+    let bc_policy = chroot::run(
+        in_root(bc.path(), &["apt-cache", "policy", "bootcfg-test-dummy"]),
+        APPLY_TIMEOUT,
+    );
+    bc_policy.assert_ok();
+    assert!(
+        bc_policy.stdout.contains(&repo.url()) && !bc_policy.stdout.contains("Candidate: (none)"),
+        "{}",
+        bc_policy.report()
     );
 }

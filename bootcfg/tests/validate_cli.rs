@@ -134,6 +134,12 @@ fn bad_user_data_is_rejected_with_a_located_message() {
             &["user-data:1:1: error: user-data looks like base64 but is not valid base64"],
         ),
         (
+            "#cloud-config\napt:\n  preserve_sources_list: false\n  sources_list: |\n    deb $MIRROR $RELEASE main\n    Types: deb\n    URIs: $MIRROR\n",
+            &[
+                "user-data:5:5: error: apt.sources_list: line 2 (`Types: deb`) is a deb822 field, but the template also has one-line `deb` entries: apt reads one format per file",
+            ],
+        ),
+        (
             "MIME-Version: 1.0\nContent-Type: multipart/mixed\n\n--b\nContent-Type: text/cloud-config\n\n#cloud-config\npackages: [nginx]\n--b--\n",
             &[
                 "user-data: error: MIME user-data is `multipart/mixed` but its Content-Type has no boundary",
@@ -208,6 +214,76 @@ fn gzip_mime_multipart_with_two_cloud_config_parts() {
             .ends_with("(MIME part 3)")
     );
     // The merged model itself is checked in schemas' unit tests (later part wins per key).
+}
+
+/// Issue 13: user-data cloud-init accepts is accepted, and what bootcfg does differently or
+/// what would do nothing is a warning naming the key and the fix.
+#[test]
+fn cloud_init_compatible_user_data_is_valid_and_no_ops_are_warned() {
+    check(
+        b"#cloud-config\napt:\n  proxy: http://a:3128/\n  http_proxy: http://b:3128/\n",
+        0,
+        &[
+            "user-data:4:15: warning: apt.http_proxy: `apt.http_proxy` and `apt.proxy` (at user-data:3) set different http proxies",
+            "user-data: valid (1 warning)",
+        ],
+    );
+    check(
+        b"#cloud-config\napt:\n  primary:\n    - arches: [default]\n      uri: http://m.example/debian\n",
+        0,
+        &["warning: apt.primary: `apt.primary` has no effect: `apt.preserve_sources_list` is true", "fix: set `apt.preserve_sources_list: false`"],
+    );
+    check(
+        b"#cloud-config\napt:\n  conf: x\napt_sources:\n  - source: deb http://r.example/ d main\n",
+        0,
+        &[
+            "user-data:4:1: warning: apt_sources: `apt_sources` has no effect: the user-data has `apt:`",
+            "fix: move it under `apt:` as `sources`",
+        ],
+    );
+    check(
+        b"#cloud-config\napt:\n  preserve_sources_list: false\n  sources_list: |\n    Types: deb\n    URIs: $MIRROR\n    Suites: $RELEASE\n    Components: main\n",
+        0,
+        &["user-data: valid (0 warnings)"],
+    );
+}
+
+/// Issue 13, item 2: a merger other than cloud-init's default, in a later MIME part (as YAML or
+/// as a `Merge-Type` header), is refused naming the part.
+#[test]
+fn merge_how_other_than_the_default_is_refused_naming_the_part() {
+    let mime = |headers: &str, body: &str| {
+        format!(
+            "Content-Type: multipart/mixed; boundary=\"XYZ\"\nMIME-Version: 1.0\n\n\
+--XYZ\nContent-Type: text/cloud-config\n\n#cloud-config\napt:\n  conf: x\n\n\
+--XYZ\nContent-Type: text/cloud-config\n{headers}\n#cloud-config\n{body}apt:\n  https_proxy: http://p:3128/\n\
+--XYZ--\n"
+        )
+    };
+    check(
+        mime("", "merge_how: 'list(append)+dict(recurse_array)+str()'\n").as_bytes(),
+        1,
+        &[
+            "user-data (MIME part 2):2:1: error: merge_how: `merge_how` asks for `list(append)+dict(recurse_array)+str()`, which bootcfg does not support",
+            "fix: remove it and repeat the whole top-level key",
+        ],
+    );
+    check(
+        mime(
+            "Merge-Type: dict(no_replace,recurse_list)+list(append)\n",
+            "",
+        )
+        .as_bytes(),
+        1,
+        &[
+            "user-data (MIME part 2): error: Merge-Type: the `Merge-Type` header asks for `dict(no_replace,recurse_list)+list(append)`",
+        ],
+    );
+    check(
+        mime("Merge-Type: dict(replace)+list()+str()\n", "").as_bytes(),
+        0,
+        &["user-data: valid (0 warnings)"],
+    );
 }
 
 #[test]

@@ -2,10 +2,13 @@
 //!
 //! File names are cloud-init's, so an image that ran cloud-init before keeps one file per
 //! setting instead of two conflicting ones:
-//! - `apt.conf`  → `/etc/apt/apt.conf.d/94cloud-init-config` (0644); removed when not configured,
-//!   as cloud-init does.
+//! - `apt.conf`  → `/etc/apt/apt.conf.d/94cloud-init-config` (0644), verbatim; removed when not
+//!   configured, as cloud-init does.
 //! - proxies     → `/etc/apt/apt.conf.d/90cloud-init-aptproxy`, one `Acquire::<proto>::Proxy`
-//!   line per protocol; removed when none. **Mode 0600 when a proxy URL holds credentials**
+//!   line per key in cloud-init's order (`proxy`, `http_proxy`, `ftp_proxy`, `https_proxy`): with
+//!   both `proxy` and `http_proxy` there are two `Acquire::http::Proxy` lines and apt uses the
+//!   last, as with cloud-init (the parser warns when they differ); removed when none.
+//!   **Mode 0600 when a proxy URL holds credentials**
 //!   (cloud-init: 0644). apt reads its configuration as root before its download methods drop
 //!   to `_apt` (the settings are passed to them over a pipe), so root-only is enough. Checked
 //!   in a bookworm root: with a 0600 proxy file pointing at 127.0.0.1:9, `apt-get update` fails
@@ -42,13 +45,9 @@ impl Module for AptConf {
         let mut a = Vec::new();
         match &apt.conf {
             Some(text) => {
-                let mut t = text.clone();
-                if !t.ends_with('\n') {
-                    t.push('\n');
-                }
                 a.push(Action::Write {
                     path: CONF_FILE.into(),
-                    content: Content::Text(t),
+                    content: Content::Text(text.clone()),
                     mode: 0o644,
                 });
             }
@@ -59,9 +58,10 @@ impl Module for AptConf {
         let mut lines = String::new();
         let mut secret = false;
         for (proto, v) in [
+            ("http", &apt.proxy.http_overridden),
             ("http", &apt.proxy.http),
-            ("https", &apt.proxy.https),
             ("ftp", &apt.proxy.ftp),
+            ("https", &apt.proxy.https),
         ] {
             if let Some(url) = v {
                 lines.push_str(&format!("Acquire::{proto}::Proxy \"{url}\";\n"));
@@ -134,12 +134,41 @@ mod tests {
             "Acquire::http::Proxy \"http://u:pw@proxy:3128\";\nAcquire::https::Proxy \"http://proxy:3129\";\n"
         );
         assert_eq!(mode(&d, PROXY_FILE), 0o600);
-        assert_eq!(read(&d, CONF_FILE), "APT::Get::Show-Versions \"true\";\n");
+        // Verbatim, as cloud-init writes it.
+        assert_eq!(read(&d, CONF_FILE), "APT::Get::Show-Versions \"true\";");
         assert!(read(&d, PIPELINING_FILE).contains("Pipeline-Depth \"0\";"));
         assert_eq!(
             read(&d, "/etc/apt/apt.conf.d/80retries"),
             "Acquire::Retries \"5\";\n"
         );
+    }
+
+    /// Issue 13, item 1: `proxy` and `http_proxy` both given, with different values. The file
+    /// Debian's cloud-init 22.4 wrote for `apt: {http_proxy: b, proxy: a, https_proxy: s,
+    /// ftp_proxy: f}` (mode 0644), byte for byte.
+    #[test]
+    fn proxy_lines_are_cloud_inits_both_http_lines_in_its_order() {
+        let (d, ctx) = root();
+        let mut ud = UserData::default();
+        ud.apt.proxy.http_overridden = Some("http://a.example:3128/".into());
+        ud.apt.proxy.http = Some("http://b.example:3128/".into());
+        ud.apt.proxy.https = Some("http://s.example:3128/".into());
+        ud.apt.proxy.ftp = Some("ftp://f.example:21/".into());
+        let acts = AptConf.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
+        apply(&ctx, "apt-conf", &acts);
+        assert_eq!(
+            read(&d, PROXY_FILE),
+            "Acquire::http::Proxy \"http://a.example:3128/\";\n\
+             Acquire::http::Proxy \"http://b.example:3128/\";\n\
+             Acquire::ftp::Proxy \"ftp://f.example:21/\";\n\
+             Acquire::https::Proxy \"http://s.example:3128/\";\n"
+        );
+        assert_eq!(mode(&d, PROXY_FILE), 0o644);
+        // Credentials in the overridden line alone still make the file root-only.
+        ud.apt.proxy.http_overridden = Some("http://u:pw@a.example:3128/".into());
+        let acts = AptConf.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
+        apply(&ctx, "apt-conf", &acts);
+        assert_eq!(mode(&d, PROXY_FILE), 0o600);
     }
 
     #[test]

@@ -22,15 +22,29 @@
 //!   Launchpad API and fetched by full fingerprint, so it too is trusted for that PPA only.
 //!   Other strings matching `add_apt_repo_match` (`cloud-archive:…`) go to
 //!   `add-apt-repository --no-update`, as in cloud-init.
-//! - `preserve_sources_list: false` renders `/etc/apt/sources.list` from `sources_list` (or a
-//!   built-in template) and comments out `disable_suites`.
+//! - `preserve_sources_list: false` renders the main list from `sources_list` (or a built-in
+//!   template) and comments out `disable_suites`. One-line entries go to `/etc/apt/sources.list`;
+//!   a deb822 template (`Types:`/`URIs:` stanzas, decided as cloud-init 23.4+ decides it) goes to
+//!   `/etc/apt/sources.list.d/<distro>.sources`, where apt reads deb822, and then, as cloud-init
+//!   24.1+ does, `/etc/apt/sources.list` is removed (Debian) or replaced with a pointer comment
+//!   (Ubuntu), so the old main list does not stay active beside it. (cloud-init 22.4 writes deb822
+//!   into `/etc/apt/sources.list`, where apt rejects it.)
 
 use super::{Module, PlanState};
 use crate::plan::{Action, Content, Ctx, KeyFetch, StepError};
 use schemas::userdata::model::{KeySource, Mirror, UserData};
 
-pub const KEYRING_DIR: &str = "/etc/apt/keyrings";
+pub const KEYRING_DIR: &str = schemas::userdata::model::KEYRING_DIR;
 pub const SOURCES_DIR: &str = "/etc/apt/sources.list.d";
+pub const MAIN_LIST: &str = "/etc/apt/sources.list";
+/// What cloud-init (24.1+) leaves in an Ubuntu `/etc/apt/sources.list` once the main list is
+/// deb822 (`UBUNTU_DEFAULT_APT_SOURCES_LIST`).
+const UBUNTU_MOVED_LIST: &str = "\
+# Ubuntu sources have moved to the /etc/apt/sources.list.d/ubuntu.sources
+# file, which uses the deb822 format. Use deb822-formatted .sources files
+# to manage package sources in the /etc/apt/sources.list.d/ directory.
+# See the sources.list(5) manual page for details.
+";
 
 pub struct AptSources;
 
@@ -208,17 +222,86 @@ pub fn to_deb822(line: &str) -> Result<String, String> {
     Ok(s)
 }
 
-/// Comment out lines of a rendered main sources list whose suite is disabled.
-fn disable_suites(text: &str, suites: &[String], release: Option<&str>) -> String {
+/// The suite names `disable_suites` means (cloud-init's `map_known_suites`, `$RELEASE` expanded).
+fn disabled_suite_names(suites: &[String], release: Option<&str>) -> Vec<String> {
     let rel = release.unwrap_or("");
-    let wanted: Vec<String> = suites
+    suites
         .iter()
         .map(|s| match s.as_str() {
             "release" => rel.to_owned(),
             "updates" | "backports" | "security" | "proposed" => format!("{rel}-{s}"),
             other => other.replace("$RELEASE", rel),
         })
-        .collect();
+        .collect()
+}
+
+/// `disable_suites` in a deb822 main list (as cloud-init 23.4+ `disable_suites_deb822` does):
+/// the disabled suites are taken out of each stanza's `Suites:` line, the original line kept as a
+/// comment; a stanza left with no suite is commented out whole.
+fn disable_suites_deb822(text: &str, suites: &[String], release: Option<&str>) -> String {
+    let wanted = disabled_suite_names(suites, release);
+    let mut out = String::new();
+    let mut stanza: Vec<String> = Vec::new();
+    let flush = |stanza: &mut Vec<String>, out: &mut String| {
+        if stanza.is_empty() {
+            return;
+        }
+        let mut lines = Vec::new();
+        let mut left: Option<usize> = None;
+        for l in stanza.iter() {
+            let Some(rest) = l.strip_prefix("Suites:") else {
+                lines.push(l.clone());
+                continue;
+            };
+            let orig: Vec<&str> = rest.split_whitespace().collect();
+            let keep: Vec<&str> = orig
+                .iter()
+                .copied()
+                .filter(|s| !wanted.iter().any(|w| w == s))
+                .collect();
+            left = Some(keep.len());
+            if keep.len() == orig.len() {
+                lines.push(l.clone());
+            } else {
+                lines.push(format!("# suites disabled by bootcfg: {l}"));
+                if !keep.is_empty() {
+                    lines.push(format!("Suites: {}", keep.join(" ")));
+                }
+            }
+        }
+        if left == Some(0) {
+            out.push_str("## Entry disabled by bootcfg, due to disable_suites\n");
+            for l in &lines {
+                if l.starts_with('#') {
+                    out.push_str(&format!("{l}\n"));
+                } else {
+                    out.push_str(&format!("# disabled by bootcfg: {l}\n"));
+                }
+            }
+        } else {
+            for l in &lines {
+                out.push_str(&format!("{l}\n"));
+            }
+        }
+        stanza.clear();
+    };
+    for l in text.lines() {
+        if l.trim().is_empty() {
+            flush(&mut stanza, &mut out);
+            out.push_str(&format!("{l}\n"));
+        } else if l.starts_with('#') && stanza.is_empty() {
+            out.push_str(&format!("{l}\n"));
+        } else {
+            stanza.push(l.to_owned());
+        }
+    }
+    flush(&mut stanza, &mut out);
+    out
+}
+
+/// Comment out lines of a rendered main sources list whose suite is disabled.
+fn disable_suites(text: &str, suites: &[String], release: Option<&str>) -> String {
+    let wanted = disabled_suite_names(suites, release);
     text.lines()
         .map(|l| {
             let toks: Vec<&str> = l.split_whitespace().collect();
@@ -333,14 +416,40 @@ impl Module for AptSources {
                 ("SECURITY", Some(security.as_str())),
             ];
             let mut text = render(tmpl, &vars).map_err(StepError::Invalid)?;
+            let deb822 = schemas::userdata::checks::is_deb822(&text);
             if !apt.disable_suites.is_empty() {
-                text = disable_suites(&text, &apt.disable_suites, release);
+                text = if deb822 {
+                    disable_suites_deb822(&text, &apt.disable_suites, release)
+                } else {
+                    disable_suites(&text, &apt.disable_suites, release)
+                };
             }
-            a.push(Action::Write {
-                path: "/etc/apt/sources.list".into(),
-                content: Content::Text(text),
-                mode: 0o644,
-            });
+            if deb822 {
+                a.push(Action::Write {
+                    path: format!("{SOURCES_DIR}/{}.sources", ctx.os_id),
+                    content: Content::Text(text),
+                    mode: 0o644,
+                });
+                if ctx.os_id == "ubuntu" {
+                    if ctx.root.read(MAIN_LIST).ok().flatten().is_some() {
+                        a.push(Action::Write {
+                            path: MAIN_LIST.into(),
+                            content: Content::Text(UBUNTU_MOVED_LIST.into()),
+                            mode: 0o644,
+                        });
+                    }
+                } else {
+                    a.push(Action::Remove {
+                        path: MAIN_LIST.into(),
+                    });
+                }
+            } else {
+                a.push(Action::Write {
+                    path: MAIN_LIST.into(),
+                    content: Content::Text(text),
+                    mode: 0o644,
+                });
+            }
             changed_lists = true;
         }
 
@@ -660,5 +769,56 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# suite disabled by bootcfg: deb http://mirror.example/debian bookworm-updates main"), "{text}");
+    }
+
+    /// Issue 13, item 6: a deb822 `sources_list` goes where apt reads deb822, and the old main
+    /// list goes (cloud-init 22.4 wrote it into /etc/apt/sources.list, where apt rejects it).
+    #[test]
+    fn deb822_main_list_goes_to_distro_sources_and_the_old_list_goes() {
+        let (d, ctx) = root();
+        std::fs::create_dir_all(d.path().join("etc/apt")).unwrap();
+        std::fs::write(
+            d.path().join("etc/apt/sources.list"),
+            "deb http://old/ bookworm main\n",
+        )
+        .unwrap();
+        let mut ud = UserData::default();
+        ud.apt.preserve_sources_list = false;
+        ud.apt.primary = vec![Mirror {
+            arches: vec!["default".into()],
+            uri: Some("http://mirror.example/debian".into()),
+            ..Default::default()
+        }];
+        ud.apt.sources_list = Some(
+            "# main\nTypes: deb\nURIs: $MIRROR\nSuites: $RELEASE $RELEASE-updates $RELEASE-backports\nComponents: main\n\nTypes: deb\nURIs: $SECURITY\nSuites: $RELEASE-backports\nComponents: main\n".into(),
+        );
+        ud.apt.disable_suites = vec!["backports".into()];
+        let acts = AptSources
+            .plan(&ud, &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "s", &acts);
+        assert_eq!(
+            read(&d, "/etc/apt/sources.list.d/debian.sources"),
+            "# main\nTypes: deb\nURIs: http://mirror.example/debian\n\
+             # suites disabled by bootcfg: Suites: bookworm bookworm-updates bookworm-backports\n\
+             Suites: bookworm bookworm-updates\nComponents: main\n\n\
+             ## Entry disabled by bootcfg, due to disable_suites\n\
+             # disabled by bootcfg: Types: deb\n\
+             # disabled by bootcfg: URIs: http://mirror.example/debian\n\
+             # suites disabled by bootcfg: Suites: bookworm-backports\n\
+             # disabled by bootcfg: Components: main\n"
+        );
+        assert!(!d.path().join("etc/apt/sources.list").exists());
+        // One-line templates still go to sources.list.
+        ud.apt.sources_list = Some("deb $MIRROR $RELEASE main\n".into());
+        ud.apt.disable_suites.clear();
+        let acts = AptSources
+            .plan(&ud, &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "s", &acts);
+        assert_eq!(
+            read(&d, "/etc/apt/sources.list"),
+            "deb http://mirror.example/debian bookworm main\n"
+        );
     }
 }

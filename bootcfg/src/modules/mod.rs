@@ -106,10 +106,7 @@ pub fn apt_get(args: &[&str]) -> Vec<String> {
 /// attribute values (challengePassword, pre-shared keys).
 pub fn secrets(ud: &UserData, instance_id: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for p in [&ud.apt.proxy.http, &ud.apt.proxy.https, &ud.apt.proxy.ftp]
-        .into_iter()
-        .flatten()
-    {
+    for p in ud.apt.proxy.urls() {
         if let Some(ui) = userinfo(p) {
             out.push(ui.to_owned());
         }
@@ -197,5 +194,28 @@ pub(crate) mod testutil {
             .unwrap()
             .mode()
             & 0o7777
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::userdata::model::Proxy;
+
+    /// Every proxy URL's credentials are redacted, including `proxy` when `http_proxy` overrides
+    /// it (cloud-init writes both lines, so both reach the proxy file and the plan's diff).
+    #[test]
+    fn every_proxy_credential_is_a_secret() {
+        let mut ud = UserData::default();
+        ud.apt.proxy = Proxy {
+            http: Some("http://a:one@h:3128".into()),
+            https: Some("http://b:two@h:3128".into()),
+            ftp: Some("ftp://c:three@h:21".into()),
+            http_overridden: Some("http://d:four@h:3128".into()),
+        };
+        let s = secrets(&ud, "i-0");
+        for ui in ["a:one", "b:two", "c:three", "d:four"] {
+            assert!(s.iter().any(|x| x == ui), "{ui} missing from {s:?}");
+        }
     }
 }

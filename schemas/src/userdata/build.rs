@@ -256,8 +256,30 @@ struct Deferred<'n> {
     keyed: bool,
 }
 
+/// A proxy key's value, with where it was given.
+struct ProxyKey<'n> {
+    url: String,
+    node: &'n Node,
+    path: String,
+}
+
+/// A key that shapes the main sources list (`sources_list`, `disable_suites`, the mirrors): it
+/// does nothing while `preserve_sources_list` stays true, so that gets a warning.
+struct MainListKey<'n> {
+    node: &'n Node,
+    path: String,
+    /// Given in the RFC's top-level syntax (the fix then names `apt_preserve_sources_list`).
+    legacy: bool,
+    /// A mirror (`primary`, `security`, `apt_mirror…`): still used by sources lines with
+    /// `$MIRROR`, `$PRIMARY` or `$SECURITY`.
+    mirror: bool,
+}
+
 struct State<'n> {
-    http: Slot<String>,
+    /// `proxy` / `apt_proxy` and `http_proxy` / `apt_http_proxy`: both become
+    /// `Acquire::http::Proxy` lines.
+    proxy: Option<ProxyKey<'n>>,
+    http_proxy: Option<ProxyKey<'n>>,
     https: Slot<String>,
     ftp: Slot<String>,
     preserve: Slot<bool>,
@@ -267,6 +289,9 @@ struct State<'n> {
     sources: Slot<Vec<Source>>,
     debconf: Slot<Vec<DebconfSet>>,
     source_lines: Vec<Deferred<'n>>,
+    main_list: Vec<MainListKey<'n>>,
+    /// Source entries with a key and no `source`: (index in the sources, entry node, path).
+    key_only: Vec<(usize, &'n Node, String)>,
 }
 
 /// Build the model from the merged root mapping.
@@ -282,7 +307,8 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
         return ud;
     };
     let mut st = State {
-        http: Slot::new(),
+        proxy: None,
+        http_proxy: None,
         https: Slot::new(),
         ftp: Slot::new(),
         preserve: Slot::new(),
@@ -292,7 +318,14 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
         sources: Slot::new(),
         debconf: Slot::new(),
         source_lines: Vec::new(),
+        main_list: Vec::new(),
+        key_only: Vec::new(),
     };
+    // With `apt:` in the user-data, cloud-init ignores the old top-level apt keys.
+    let apt_node = pairs
+        .iter()
+        .find(|(k, v)| k.as_text() == Some("apt") && !v.is_null())
+        .map(|(_, v)| v);
     let mut seen: Vec<&str> = Vec::new();
     let mut legacy_mirror: Option<(&Node, Mirror)> = None;
     for (k, v) in pairs {
@@ -316,6 +349,12 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
         }
         seen.push(key);
         let path = key;
+        if let Some(apt_node) = apt_node
+            && let Some((_, new)) = keys::LEGACY_APT.iter().find(|(old, _)| *old == key)
+        {
+            legacy_beside_apt(ctx, k, v, key, *new, apt_node);
+            continue;
+        }
         match key {
             "apt" => apt(ctx, &mut st, &mut ud, v),
             "apt_pipelining" => ud.apt.pipelining = pipelining(ctx, v, path),
@@ -326,8 +365,12 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
                     }
                 }
             }
-            "package_update" | "apt_update" => ud.packages.update |= ctx.bool(v, path).unwrap_or(false),
-            "package_upgrade" | "apt_upgrade" => ud.packages.upgrade |= ctx.bool(v, path).unwrap_or(false),
+            "package_update" | "apt_update" => {
+                ud.packages.update |= ctx.bool(v, path).unwrap_or(false)
+            }
+            "package_upgrade" | "apt_upgrade" => {
+                ud.packages.upgrade |= ctx.bool(v, path).unwrap_or(false)
+            }
             "package_reboot_if_required" | "apt_reboot_if_required" => {
                 ud.packages.reboot_if_required |= ctx.bool(v, path).unwrap_or(false)
             }
@@ -341,7 +384,15 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
                         if let Some(items) = ctx.seq(v, path) {
                             for (i, item) in items.iter().enumerate() {
                                 let p = idx(path, i);
-                                if let Some(s) = source_entry(ctx, &mut st, item, &p, &p, keys::LEGACY_SOURCES_FILE, out.len()) {
+                                if let Some(s) = source_entry(
+                                    ctx,
+                                    &mut st,
+                                    item,
+                                    &p,
+                                    &p,
+                                    keys::LEGACY_SOURCES_FILE,
+                                    out.len(),
+                                ) {
                                     out.push(s);
                                 }
                             }
@@ -362,15 +413,31 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
             }
             "debconf_selections" => {
                 if let Some(lines) = ctx.req_string(v, path)
-                    && debconf_lines(ctx, v, path, &lines) {
-                        st.debconf.set(ctx, v, path, vec![DebconfSet { name: "debconf_selections".into(), lines }]);
-                    }
+                    && debconf_lines(ctx, v, path, &lines)
+                {
+                    st.debconf.set(
+                        ctx,
+                        v,
+                        path,
+                        vec![DebconfSet {
+                            name: "debconf_selections".into(),
+                            lines,
+                        }],
+                    );
+                }
             }
             "apt_mirror" => {
                 if let Some(uri) = ctx.string(v, path).filter(|s| !s.is_empty())
-                    && ctx.check(v, path, checks::mirror_uri(&uri)) {
-                        legacy_mirror.get_or_insert((v, default_mirror())).1.uri = Some(uri);
-                    }
+                    && ctx.check(v, path, checks::mirror_uri(&uri))
+                {
+                    legacy_mirror.get_or_insert((v, default_mirror())).1.uri = Some(uri);
+                    st.main_list.push(MainListKey {
+                        node: k,
+                        path: path.into(),
+                        legacy: true,
+                        mirror: true,
+                    });
+                }
             }
             "apt_mirror_search" => {
                 let list = ctx.strings(v, path);
@@ -379,38 +446,54 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
                 }
                 if !list.is_empty() {
                     legacy_mirror.get_or_insert((v, default_mirror())).1.search = list;
+                    st.main_list.push(MainListKey {
+                        node: k,
+                        path: path.into(),
+                        legacy: true,
+                        mirror: true,
+                    });
                 }
             }
             "apt_mirror_search_dns" => {
                 if ctx.bool(v, path) == Some(true) {
-                    legacy_mirror.get_or_insert((v, default_mirror())).1.search_dns = true;
+                    legacy_mirror
+                        .get_or_insert((v, default_mirror()))
+                        .1
+                        .search_dns = true;
+                    search_dns_warning(ctx, v, path);
                 }
             }
-            "apt_proxy" | "apt_http_proxy" => proxy(ctx, &mut st.http, v, path),
+            "apt_proxy" => proxy(ctx, &mut st.proxy, v, path),
+            "apt_http_proxy" => proxy(ctx, &mut st.http_proxy, v, path),
             // Each to its own protocol: cloud-init swaps these two (a bug since 2016); we do not.
-            "apt_https_proxy" => proxy(ctx, &mut st.https, v, path),
-            "apt_ftp_proxy" => proxy(ctx, &mut st.ftp, v, path),
+            "apt_https_proxy" => slot_proxy(ctx, &mut st.https, v, path),
+            "apt_ftp_proxy" => slot_proxy(ctx, &mut st.ftp, v, path),
             "apt_preserve_sources_list" => {
                 if let Some(b) = ctx.bool(v, path) {
                     st.preserve.set(ctx, v, path, b);
                 }
             }
-            "apt_custom_sources_list" => sources_list(ctx, &mut st, v, path),
+            "apt_custom_sources_list" => sources_list(ctx, &mut st, k, v, path, true),
             "add_apt_repo_match" => repo_match(ctx, &mut st, v, path),
-            "merge_how" | "merge_type" => ctx.warn(
-                k,
-                path,
-                format!("`{key}` is not handled by bootcfg: parts are merged with cloud-init's default (later keys win, lists replaced)"),
-                "remove it, or write the parts so that the default merge gives what you want",
-            ),
             _ if keys::NOT_HANDLED.contains(&key) => {
-                ctx.warn(k, path, "not handled by bootcfg (a cloud-init module bootcfg does not run); ignored", "remove it if nothing else on the machine runs it");
+                ctx.warn(
+                    k,
+                    path,
+                    "not handled by bootcfg (a cloud-init module bootcfg does not run); ignored",
+                    "remove it if nothing else on the machine runs it",
+                );
                 ud.not_handled.push(key.to_owned());
             }
             _ => {
-                let fix = match checks::did_you_mean(key, keys::TOP_LEVEL.iter().chain(keys::NOT_HANDLED).copied()) {
+                let fix = match checks::did_you_mean(
+                    key,
+                    keys::TOP_LEVEL.iter().chain(keys::NOT_HANDLED).copied(),
+                ) {
                     Some(h) => format!("did you mean `{h}`?"),
-                    None => format!("bootcfg handles {}; check the spelling", keys::TOP_LEVEL.join(", ")),
+                    None => format!(
+                        "bootcfg handles {}; check the spelling",
+                        keys::TOP_LEVEL.join(", ")
+                    ),
                 };
                 ctx.err(k, path, format!("unknown key `{key}`"), fix);
             }
@@ -421,10 +504,31 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
     }
 
     // Settle the slots into the model.
+    let (http, http_overridden) = match (st.proxy.take(), st.http_proxy.take()) {
+        (Some(p), Some(h)) => {
+            if p.url != h.url {
+                ctx.warn(
+                    h.node,
+                    &h.path,
+                    format!(
+                        "`{}` and `{}` (at {}) set different http proxies: like cloud-init, bootcfg writes an `Acquire::http::Proxy` line for each, `{}` last, and apt uses the last one",
+                        h.path,
+                        p.path,
+                        ctx.at(p.node),
+                        h.path
+                    ),
+                    format!("remove `{}`, or give both the same proxy", p.path),
+                );
+            }
+            (Some(h.url), Some(p.url))
+        }
+        (p, h) => (h.or(p).map(|x| x.url), None),
+    };
     ud.apt.proxy = Proxy {
-        http: st.http.val,
+        http,
         https: st.https.val,
         ftp: st.ftp.val,
+        http_overridden,
     };
     if let Some(b) = st.preserve.val {
         ud.apt.preserve_sources_list = b;
@@ -449,7 +553,165 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
             source_line(ctx, d.node, &d.path, line, d.keyed, repo_re.as_ref());
         }
     }
+    no_op_warnings(ctx, &st.main_list, &st.key_only, &ud);
     ud
+}
+
+/// Settings that would do nothing get a warning naming the key and the fix:
+/// - main-list settings (`sources_list`, `disable_suites`, mirrors) while
+///   `preserve_sources_list` stays true (bootcfg's default, as in Debian's cloud-init); a mirror
+///   still counts when a source line uses `$MIRROR`, `$PRIMARY` or `$SECURITY`;
+/// - a source entry with a key and no `source` whose keyring no source line and no
+///   `sources_list` references: bootcfg trusts a key only for the lines that name its keyring.
+fn no_op_warnings(
+    ctx: &mut Ctx,
+    main_list: &[MainListKey<'_>],
+    key_only: &[(usize, &Node, String)],
+    ud: &UserData,
+) {
+    let apt = &ud.apt;
+    if apt.preserve_sources_list {
+        let mirror_used = apt
+            .sources
+            .iter()
+            .filter_map(|s| s.source.as_deref())
+            .any(|l| {
+                checks::variables(l)
+                    .iter()
+                    .any(|(_, v)| matches!(v.as_str(), "MIRROR" | "PRIMARY" | "SECURITY"))
+            });
+        for m in main_list {
+            if m.mirror && mirror_used {
+                continue;
+            }
+            let preserve = if m.legacy {
+                "apt_preserve_sources_list"
+            } else {
+                "apt.preserve_sources_list"
+            };
+            let also = if m.mirror {
+                " and no source line uses `$MIRROR`, `$PRIMARY` or `$SECURITY`"
+            } else {
+                ""
+            };
+            ctx.warn(
+                m.node,
+                &m.path,
+                format!(
+                    "`{}` has no effect: `{preserve}` is true (the default, as in Debian's cloud-init), so the image's main sources list is kept{also}",
+                    m.path
+                ),
+                format!(
+                    "set `{preserve}: false` to render /etc/apt/sources.list (or a deb822 `sources_list`) from it, or remove `{}`",
+                    m.path
+                ),
+            );
+        }
+    }
+    for (i, node, path) in key_only {
+        let Some(src) = apt.sources.get(*i) else {
+            continue;
+        };
+        let stem = src.filename.strip_suffix(".list").unwrap_or(&src.filename);
+        let keyring = format!("{KEYRING_DIR}/{stem}.gpg");
+        let referenced = apt
+            .sources
+            .iter()
+            .filter_map(|s| s.source.as_deref())
+            .chain(apt.sources_list.as_deref())
+            .any(|l| l.contains(&keyring));
+        if !referenced {
+            ctx.warn(
+                node,
+                path,
+                format!(
+                    "`{path}` has a key but no `source`: bootcfg writes it to {keyring}, which apt trusts only for source lines that say `signed-by={keyring}`, and no source here does (cloud-init would trust it for every repository)"
+                ),
+                format!(
+                    "move the key into the entry whose `source` it signs (bootcfg then adds `signed-by`), or add `[signed-by={keyring}]` to the lines it signs"
+                ),
+            );
+        }
+    }
+}
+
+/// An old top-level apt key beside `apt:`. cloud-init (`convert_v2_to_v3_apt_format`) then
+/// ignores it, but fails its apt module when the key's `apt:` counterpart is set to another
+/// value; a null or empty old key it drops silently. bootcfg: ignored with a warning, or an
+/// error naming both keys.
+fn legacy_beside_apt(ctx: &mut Ctx, k: &Node, v: &Node, key: &str, new: Option<&str>, apt: &Node) {
+    if v.is_null() || v.as_text() == Some("") {
+        return;
+    }
+    let counterpart = match (&apt.kind, new) {
+        (Kind::Map(pairs), Some(n)) => pairs
+            .iter()
+            .find(|(ak, av)| ak.as_text() == Some(n) && !av.is_null())
+            .map(|(_, av)| (n, av)),
+        _ => None,
+    };
+    match counterpart {
+        Some((_, av)) if same_value(v, av) => {}
+        Some((n, av)) => {
+            let at = ctx.at(av);
+            ctx.err(
+                k,
+                key,
+                format!(
+                    "`{key}` and `apt.{n}` (at {at}) set different values: with `apt:` present the old key is ignored, and cloud-init's apt module fails (\"Old and New apt format defined with unequal values\")"
+                ),
+                format!("remove `{key}` (keep `apt.{n}`)"),
+            );
+        }
+        None => {
+            let fix = match (key, new) {
+                ("apt_mirror", _) => "move it under `apt:` as `primary: [{arches: [default], uri: …}]`".to_owned(),
+                ("apt_mirror_search", _) => "move it under `apt:` as `primary: [{arches: [default], search: […]}]`".to_owned(),
+                ("apt_mirror_search_dns", _) => "remove it (bootcfg does not search DNS for mirrors); give `apt.primary` a `uri`".to_owned(),
+                (_, Some(n)) => format!("move it under `apt:` as `{n}`"),
+                (_, None) => "move it under `apt:`".to_owned(),
+            };
+            ctx.warn(
+                k,
+                key,
+                format!(
+                    "`{key}` has no effect: the user-data has `apt:`, and then the old top-level apt keys are ignored (as cloud-init does)"
+                ),
+                fix,
+            );
+        }
+    }
+}
+
+/// Two YAML values are the same (locations aside; booleans by value, other scalars by text).
+fn same_value(a: &Node, b: &Node) -> bool {
+    match (&a.kind, &b.kind) {
+        (Kind::Scalar { .. }, Kind::Scalar { .. }) => match (a.as_bool(), b.as_bool()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a.as_text() == b.as_text(),
+        },
+        (Kind::Seq(x), Kind::Seq(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+        }
+        (Kind::Map(x), Kind::Map(y)) => {
+            x.len() == y.len()
+                && x.iter().all(|(xk, xv)| {
+                    y.iter().any(|(yk, yv)| {
+                        xk.as_text().is_some() && xk.as_text() == yk.as_text() && same_value(xv, yv)
+                    })
+                })
+        }
+        _ => false,
+    }
+}
+
+fn search_dns_warning(ctx: &mut Ctx, v: &Node, path: &str) {
+    ctx.warn(
+        v,
+        path,
+        "bootcfg does not search DNS for a mirror (`<distro>-mirror.<domain>`); this setting is ignored",
+        "give the mirror as `uri` (or a `search` list of URIs)",
+    );
 }
 
 fn default_mirror() -> Mirror {
@@ -462,6 +724,13 @@ fn default_mirror() -> Mirror {
 fn apt<'n>(ctx: &mut Ctx, st: &mut State<'n>, ud: &mut UserData, node: &'n Node) {
     let Some(entries) = ctx.map(node, "apt", keys::APT) else {
         return;
+    };
+    let key_node = |key: &str| match &node.kind {
+        Kind::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| k.as_text() == Some(key))
+            .map_or(node, |(k, _)| k),
+        _ => node,
     };
     for (key, v) in entries {
         let path = join("apt", key);
@@ -481,13 +750,18 @@ fn apt<'n>(ctx: &mut Ctx, st: &mut State<'n>, ud: &mut UserData, node: &'n Node)
                         }
                     }
                 }
+                if !list.is_empty() {
+                    st.main_list.push(MainListKey { node: key_node(key), path: path.into(), legacy: false, mirror: true });
+                }
                 if key == "primary" {
                     st.primary.set(ctx, v, path, list);
                 } else {
                     ud.apt.security = list;
                 }
             }
-            "sources_list" => sources_list(ctx, st, v, path),
+            "sources_list" => {
+                sources_list(ctx, st, key_node(key), v, path, false)
+            }
             "disable_suites" => {
                 let list = ctx.strings(v, path);
                 for (i, s) in list.iter().enumerate() {
@@ -503,16 +777,21 @@ fn apt<'n>(ctx: &mut Ctx, st: &mut State<'n>, ud: &mut UserData, node: &'n Node)
                         ctx.check(v, &p, checks::known_variables(s, &["RELEASE"]));
                     }
                 }
+                if !list.is_empty() {
+                    st.main_list.push(MainListKey { node: key_node(key), path: path.into(), legacy: false, mirror: false });
+                }
                 ud.apt.disable_suites = list;
             }
             "conf" => {
-                if let Some(c) = ctx.req_string(v, path) {
+                // Written verbatim, as cloud-init does; empty means none (the file is removed).
+                if let Some(c) = ctx.req_string(v, path).filter(|c| !c.is_empty()) {
                     ud.apt.conf = Some(c);
                 }
             }
-            "proxy" | "http_proxy" => proxy(ctx, &mut st.http, v, path),
-            "https_proxy" => proxy(ctx, &mut st.https, v, path),
-            "ftp_proxy" => proxy(ctx, &mut st.ftp, v, path),
+            "proxy" => proxy(ctx, &mut st.proxy, v, path),
+            "http_proxy" => proxy(ctx, &mut st.http_proxy, v, path),
+            "https_proxy" => slot_proxy(ctx, &mut st.https, v, path),
+            "ftp_proxy" => slot_proxy(ctx, &mut st.ftp, v, path),
             "add_apt_repo_match" => repo_match(ctx, st, v, path),
             "debconf_selections" => {
                 let Some(sets) = ctx.any_map(v, path) else {
@@ -554,7 +833,19 @@ fn apt<'n>(ctx: &mut Ctx, st: &mut State<'n>, ud: &mut UserData, node: &'n Node)
     }
 }
 
-fn proxy(ctx: &mut Ctx, slot: &mut Slot<String>, v: &Node, path: &str) {
+fn proxy<'n>(ctx: &mut Ctx, slot: &mut Option<ProxyKey<'n>>, v: &'n Node, path: &str) {
+    if let Some(url) = ctx.string(v, path).filter(|s| !s.is_empty())
+        && ctx.check(v, path, checks::proxy_url(&url))
+    {
+        *slot = Some(ProxyKey {
+            url,
+            node: v,
+            path: path.to_owned(),
+        });
+    }
+}
+
+fn slot_proxy(ctx: &mut Ctx, slot: &mut Slot<String>, v: &Node, path: &str) {
     if let Some(url) = ctx.string(v, path).filter(|s| !s.is_empty())
         && ctx.check(v, path, checks::proxy_url(&url))
     {
@@ -562,7 +853,16 @@ fn proxy(ctx: &mut Ctx, slot: &mut Slot<String>, v: &Node, path: &str) {
     }
 }
 
-fn sources_list(ctx: &mut Ctx, st: &mut State<'_>, v: &Node, path: &str) {
+/// A main sources list template (`apt.sources_list`, `apt_custom_sources_list`, whose key is
+/// `k`): checked, kept, and noted as a main-list setting.
+fn sources_list<'n>(
+    ctx: &mut Ctx,
+    st: &mut State<'n>,
+    k: &'n Node,
+    v: &Node,
+    path: &str,
+    legacy: bool,
+) {
     let Some(text) = ctx.req_string(v, path) else {
         return;
     };
@@ -587,8 +887,15 @@ fn sources_list(ctx: &mut Ctx, st: &mut State<'_>, v: &Node, path: &str) {
         v,
         path,
         checks::known_variables(&text, checks::SOURCES_LIST_VARS),
-    ) {
+    ) && ctx.check(v, path, checks::sources_list_text(&text))
+    {
         st.sources_list.set(ctx, v, path, text);
+        st.main_list.push(MainListKey {
+            node: k,
+            path: path.into(),
+            legacy,
+            mirror: false,
+        });
     }
 }
 
@@ -815,7 +1122,12 @@ fn mirror(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mirror> {
                     ctx.check(v, &idx(&p, i), checks::mirror_uri(u));
                 }
             }
-            "search_dns" => m.search_dns = ctx.bool(v, &p).unwrap_or(false),
+            "search_dns" => {
+                m.search_dns = ctx.bool(v, &p).unwrap_or(false);
+                if m.search_dns {
+                    search_dns_warning(ctx, v, &p);
+                }
+            }
             _ => {}
         }
     }
@@ -846,7 +1158,7 @@ fn source_map<'n>(ctx: &mut Ctx, st: &mut State<'n>, node: &'n Node, path: &str)
 }
 
 /// One source entry of either syntax. `default_filename` is the map key (`apt:` form) or
-/// `00-boot-sources.list` (RFC list form).
+/// `cloud_config_sources.list` (RFC list form).
 fn source_entry<'n>(
     ctx: &mut Ctx,
     st: &mut State<'n>,
@@ -914,6 +1226,9 @@ fn source_entry<'n>(
         }
     }
     src.key = key_source(ctx, &entries, path);
+    if ok && src.source.is_none() && src.key.is_some() {
+        st.key_only.push((index, node, path.to_owned()));
+    }
     ok.then_some(src)
 }
 

@@ -427,6 +427,128 @@ pub fn shown(s: &str) -> String {
     }
 }
 
+/// Whether a rendered main sources list is deb822 (`Types:`/`URIs:` stanzas) rather than
+/// one-line `deb` entries, decided as cloud-init 23.4 and later decide it
+/// (`is_deb822_sources_format`): no line starts with `deb ` or `deb-src `, and some line starts
+/// with `Types: `, `Suites: `, `Components: ` or `URIs: `. apt reads deb822 only from
+/// `sources.list.d/*.sources`, one-line entries only from `sources.list` and `*.list`.
+pub fn is_deb822(text: &str) -> bool {
+    let starts = |prefixes: &[&str]| {
+        text.lines()
+            .any(|l| prefixes.iter().any(|p| l.starts_with(p)))
+    };
+    !starts(&["deb ", "deb-src "]) && starts(&["Types: ", "Suites: ", "Components: ", "URIs: "])
+}
+
+/// A `sources_list` template is all one-line entries or all deb822 stanzas, as apt needs for
+/// the file it goes to: a mixture is an error (cloud-init would write it all to
+/// `/etc/apt/sources.list`, where apt rejects the deb822 lines), and so is a line that is
+/// neither a one-line entry, a comment nor (in deb822) a field, and a deb822 stanza without
+/// `Types`, `URIs`, `Suites` (and `Components`, unless its suite is an exact path ending in `/`).
+pub fn sources_list_text(text: &str) -> Check {
+    let deb822 = is_deb822(text);
+    let field = regex::Regex::new(r"^([A-Za-z0-9][A-Za-z0-9-]*):(\s|$)").expect("static regex");
+    let one_line = |t: &str| {
+        t.split_once([' ', '\t'])
+            .is_some_and(|(k, _)| k == "deb" || k == "deb-src")
+    };
+    let fix822 = "write deb822 stanzas only (`Types: deb`, `URIs: …`, `Suites: …`, `Components: …`, a blank line between stanzas), see sources.list(5)";
+    let fix_one = "write one-line entries only (`deb http://host/path suite component…`), or deb822 stanzas only, see sources.list(5)";
+    if !deb822 {
+        let has_one_line = text.lines().any(|l| one_line(l.trim()));
+        for (i, l) in text.lines().enumerate() {
+            let t = l.trim();
+            if t.is_empty() || t.starts_with('#') || one_line(t) {
+                continue;
+            }
+            if has_one_line && field.is_match(l) {
+                return Err(problem(
+                    format!(
+                        "line {} (`{}`) is a deb822 field, but the template also has one-line `deb` entries: apt reads one format per file",
+                        i + 1,
+                        shown(l)
+                    ),
+                    fix_one,
+                ));
+            }
+            return Err(problem(
+                format!(
+                    "line {} (`{}`) is not a one-line apt source",
+                    i + 1,
+                    shown(l)
+                ),
+                fix_one,
+            ));
+        }
+        return Ok(());
+    }
+    // deb822: stanzas separated by blank lines; `#` comments; continuation lines indented.
+    let mut stanza: Vec<(usize, String, String)> = Vec::new();
+    let check = |stanza: &[(usize, String, String)]| -> Check {
+        let Some((first, _, _)) = stanza.first() else {
+            return Ok(());
+        };
+        let get = |name: &str| {
+            stanza
+                .iter()
+                .find(|(_, k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, _, v)| v.as_str())
+        };
+        for need in ["Types", "URIs", "Suites"] {
+            if get(need).is_none_or(|v| v.trim().is_empty()) {
+                return Err(problem(
+                    format!("the deb822 stanza at line {first} has no `{need}:` field"),
+                    fix822,
+                ));
+            }
+        }
+        let exact_path =
+            get("Suites").is_some_and(|v| v.split_whitespace().all(|s| s.ends_with('/')));
+        if !exact_path && get("Components").is_none_or(|v| v.trim().is_empty()) {
+            return Err(problem(
+                format!("the deb822 stanza at line {first} has no `Components:` field"),
+                fix822,
+            ));
+        }
+        Ok(())
+    };
+    for (i, l) in text.lines().enumerate() {
+        if l.starts_with('#') {
+            continue;
+        }
+        if l.trim().is_empty() {
+            check(&stanza)?;
+            stanza.clear();
+            continue;
+        }
+        if (l.starts_with(' ') || l.starts_with('\t'))
+            && let Some(last) = stanza.last_mut()
+        {
+            last.2.push('\n');
+            last.2.push_str(l.trim());
+            continue;
+        }
+        match field.captures(l) {
+            Some(c) => {
+                let name = c.get(1).expect("group 1").as_str().to_owned();
+                let value = l[c.get(0).expect("match").end()..].trim().to_owned();
+                stanza.push((i + 1, name, value));
+            }
+            None => {
+                return Err(problem(
+                    format!(
+                        "line {} (`{}`) is not a deb822 field (`Name: value`)",
+                        i + 1,
+                        shown(l)
+                    ),
+                    if one_line(l.trim()) { fix_one } else { fix822 },
+                ));
+            }
+        }
+    }
+    check(&stanza)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

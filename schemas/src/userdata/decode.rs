@@ -5,6 +5,7 @@
 
 use crate::diag::{Diagnostic, Location};
 use base64::Engine as _;
+use mailparse::MailHeaderMap as _;
 use std::io::Read;
 
 /// Largest decompressed user-data (whole blob or one part) bootcfg accepts.
@@ -16,6 +17,9 @@ pub(crate) struct Part {
     /// How diagnostics name this part's origin: the input name, plus ` (MIME part N)` for multipart.
     pub label: String,
     pub text: String,
+    /// The part's `Merge-Type` (or `X-Merge-Type`) MIME header: how cloud-init merges it into
+    /// the parts before it.
+    pub merge_type: Option<String>,
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -68,6 +72,7 @@ pub(crate) fn decode(name: &str, raw: &[u8]) -> Result<(Vec<Part>, Vec<Diagnosti
             Kind::CloudConfig => parts.push(Part {
                 label: name.to_owned(),
                 text,
+                merge_type: None,
             }),
             Kind::Other(what) => {
                 return Err(Diagnostic::error(
@@ -290,9 +295,23 @@ fn walk(
         body
     };
     let text = utf8(&label, &body)?;
+    // cloud-init reads `Merge-Type`, then `X-Merge-Type`; an empty value counts as absent.
+    let merge_type = ["Merge-Type", "X-Merge-Type"].iter().find_map(|h| {
+        mail.headers
+            .get_first_value(h)
+            .filter(|v| !v.trim().is_empty())
+    });
     match sniff(&text) {
-        Kind::CloudConfig => parts.push(Part { label, text }),
-        _ if mime == "text/cloud-config" => parts.push(Part { label, text }),
+        Kind::CloudConfig => parts.push(Part {
+            label,
+            text,
+            merge_type,
+        }),
+        _ if mime == "text/cloud-config" => parts.push(Part {
+            label,
+            text,
+            merge_type,
+        }),
         Kind::Other(what) => warnings.push(Diagnostic::warning(
             &label,
             "",

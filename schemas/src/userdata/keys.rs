@@ -102,8 +102,28 @@ pub const PUPPET: &[&str] = &[
 /// Keys under `puppet.conf:`: puppet.conf sections plus the CA certificate.
 pub const PUPPET_CONF: &[&str] = &["main", "server", "agent", "user", "ca_cert"];
 
-/// Default file of RFC-syntax `apt_sources` entries without `filename`.
-pub const LEGACY_SOURCES_FILE: &str = "00-boot-sources.list";
+/// Default file of RFC-syntax `apt_sources` list entries without `filename`: cloud-init's
+/// (`convert_v1_to_v2_apt_format`), so entries it wrote on an image and bootcfg's share one file.
+pub const LEGACY_SOURCES_FILE: &str = "cloud_config_sources.list";
+
+/// The old top-level apt keys cloud-init converts into `apt:` (`convert_v2_to_v3_apt_format`),
+/// each with its `apt:` counterpart (`None`: the mirror keys, which become `apt.primary`).
+/// When the user-data has `apt:`, cloud-init ignores them all; one whose counterpart is set to
+/// another value makes its apt module fail. bootcfg maps `apt_https_proxy`/`apt_ftp_proxy` to
+/// their own protocols (cloud-init swaps them).
+pub const LEGACY_APT: &[(&str, Option<&str>)] = &[
+    ("apt_sources", Some("sources")),
+    ("apt_mirror", None),
+    ("apt_mirror_search", None),
+    ("apt_mirror_search_dns", None),
+    ("apt_proxy", Some("proxy")),
+    ("apt_http_proxy", Some("http_proxy")),
+    ("apt_https_proxy", Some("https_proxy")),
+    ("apt_ftp_proxy", Some("ftp_proxy")),
+    ("apt_preserve_sources_list", Some("preserve_sources_list")),
+    ("apt_custom_sources_list", Some("sources_list")),
+    ("add_apt_repo_match", Some("add_apt_repo_match")),
+];
 /// Default file name of RFC-syntax `apt_conf` items without `filename`.
 pub const LEGACY_CONF_FILE: &str = "00-boot-conf";
 

@@ -33,7 +33,9 @@ pub struct Apt {
     /// cloud-init configures it); when `false`, the main list is rendered from `sources_list`
     /// (or the built-in template) with `primary`/`security`.
     pub preserve_sources_list: bool,
-    /// Template for the main sources list (`$MIRROR`, `$RELEASE`, `$PRIMARY`, `$SECURITY`).
+    /// Template for the main sources list (`$MIRROR`, `$RELEASE`, `$PRIMARY`, `$SECURITY`): all
+    /// one-line entries, or all deb822 stanzas ([`crate::userdata::checks::is_deb822`] tells
+    /// which; validated not to mix them).
     pub sources_list: Option<String>,
     /// Mirror choices for the main archive; the first entry whose `arches` holds the machine's
     /// architecture (or `default`) wins.
@@ -98,11 +100,31 @@ pub struct AptConfFile {
     pub content: String,
 }
 
+/// Where bootcfg keeps each repository's signing key (`<stem>.gpg`, `<stem>` = the source's file
+/// name without `.list`), referenced by `signed-by=` on that repository's lines only.
+pub const KEYRING_DIR: &str = "/etc/apt/keyrings";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Proxy {
+    /// `Acquire::http::Proxy` as apt uses it: `http_proxy` (`apt_http_proxy`), else `proxy`
+    /// (`apt_proxy`).
     pub http: Option<String>,
     pub https: Option<String>,
     pub ftp: Option<String>,
+    /// `proxy` (`apt_proxy`) when `http_proxy` (`apt_http_proxy`) is given too. cloud-init writes
+    /// an `Acquire::http::Proxy` line for each, this one first, and apt uses the last one
+    /// ([`Proxy::http`]); bootcfg writes the same two lines. It may hold credentials.
+    pub http_overridden: Option<String>,
+}
+
+impl Proxy {
+    /// Every proxy URL given (each may hold credentials, so each is a secret to redact).
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        [&self.http_overridden, &self.http, &self.ftp, &self.https]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -120,7 +142,8 @@ pub struct Source {
     /// The `apt.sources` map key, or a generated name for an RFC-syntax list entry.
     pub name: String,
     /// File name under `/etc/apt/sources.list.d/`, always ending in `.list`; validated not to
-    /// escape that directory. Defaults: the map key (`apt:` form), `00-boot-sources.list` (RFC form).
+    /// escape that directory. Defaults: the map key (`apt:` form), `cloud_config_sources.list` (RFC
+    /// list form, cloud-init's name).
     pub filename: String,
     /// The source line; may hold `$RELEASE`, `$MIRROR`, `$PRIMARY`, `$SECURITY`, `$KEY_FILE`.
     /// `None`: key handling only, no file.

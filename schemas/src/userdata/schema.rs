@@ -81,13 +81,13 @@ pub fn json_schema() -> Value {
         "additionalProperties": false,
         "description": "cloud-init's apt configuration (cc_apt_configure).",
         "properties": {
-            "preserve_sources_list": {"$ref": "#/definitions/boolean", "description": "Keep the image's main sources list (default true)."},
+            "preserve_sources_list": {"$ref": "#/definitions/boolean", "description": "Keep the image's main sources list (default true, as in Debian's cloud-init); while true, sources_list, disable_suites and mirrors no source line uses do nothing (a warning)."},
             "primary": {"type": "array", "items": mirror, "minItems": 1},
             "security": {"type": "array", "items": mirror, "minItems": 1},
-            "sources_list": {"type": "string", "description": "Template for the main sources list ($MIRROR, $RELEASE, $PRIMARY, $SECURITY)."},
+            "sources_list": {"type": "string", "description": "Template for the main sources list ($MIRROR, $RELEASE, $PRIMARY, $SECURITY): one-line entries (written to /etc/apt/sources.list) or deb822 stanzas (written to /etc/apt/sources.list.d/<distro>.sources, and /etc/apt/sources.list is removed), not both."},
             "disable_suites": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "conf": {"type": "string", "description": "apt.conf text written to /etc/apt/apt.conf.d/94cloud-init-config."},
-            "proxy": {"type": "string", "description": "HTTP proxy URL (same as http_proxy)."},
+            "conf": {"type": "string", "description": "apt.conf text written verbatim to /etc/apt/apt.conf.d/94cloud-init-config."},
+            "proxy": {"type": "string", "description": "HTTP proxy URL. With http_proxy too, both `Acquire::http::Proxy` lines are written (proxy's first) and apt uses http_proxy's, as with cloud-init."},
             "http_proxy": {"type": "string"},
             "https_proxy": {"type": "string"},
             "ftp_proxy": {"type": "string"},
@@ -136,7 +136,7 @@ pub fn json_schema() -> Value {
         "additionalProperties": false,
         "properties": with_keys(json!({
             "source": {"type": "string"},
-            "filename": {"type": "string", "description": "Default 00-boot-sources.list."}
+            "filename": {"type": "string", "description": "Default cloud_config_sources.list (cloud-init's name)."}
         }))
     });
 
@@ -165,7 +165,7 @@ pub fn json_schema() -> Value {
     put("puppet", puppet);
     put(
         "apt_sources",
-        json!({"anyOf": [{"type": "array", "items": legacy_source}, {"type": "object", "additionalProperties": source}], "description": "RFC syntax: list of sources; default file 00-boot-sources.list."}),
+        json!({"anyOf": [{"type": "array", "items": legacy_source}, {"type": "object", "additionalProperties": source}], "description": "RFC syntax: list of sources; default file cloud_config_sources.list. Ignored (a warning) when the user-data has `apt:`."}),
     );
     put(
         "apt_conf",
@@ -194,7 +194,7 @@ pub fn json_schema() -> Value {
     for k in ["merge_how", "merge_type"] {
         put(
             k,
-            json!({"description": "Not handled by bootcfg: parts are merged with cloud-init's default."}),
+            json!({"description": "Merger specification of a MIME part. Only the default behaviour is supported (`dict(replace)+list()+str()`: a later part's top-level key replaces the earlier one whole); other specifications are refused, and in the first part it has no effect (a warning)."}),
         );
     }
     for k in keys::NOT_HANDLED {

@@ -285,20 +285,32 @@ fn rejects_bad_input_with_located_messages() {
             "packages: [a]\n",
             &["ud.yaml:1:1: error: user-data does not start with `#cloud-config`"],
         ),
-        // both syntaxes set the same thing differently
+        // both syntaxes set the same thing differently (cloud-init's apt module fails then)
         (
-            "#cloud-config\napt:\n  http_proxy: http://a:3128/\napt_proxy: http://b:3128/\n",
+            "#cloud-config\napt:\n  proxy: http://a:3128/\napt_proxy: http://b:3128/\n",
             &[
-                "ud.yaml:4:12: error: apt_proxy: `apt_proxy` and `apt.http_proxy` (at ud.yaml:3) both set this",
+                "ud.yaml:4:1: error: apt_proxy: `apt_proxy` and `apt.proxy` (at ud.yaml:3) set different values",
+                "fix: remove `apt_proxy` (keep `apt.proxy`)",
             ],
+        ),
+        // a deb822 template mixed with one-line entries: apt reads one format per file
+        (
+            "#cloud-config\napt:\n  sources_list: |\n    deb $MIRROR $RELEASE main\n    Types: deb\n",
+            &[
+                "ud.yaml:4:5: error: apt.sources_list: line 2 (`Types: deb`) is a deb822 field, but the template also has one-line `deb` entries",
+            ],
+        ),
+        (
+            "#cloud-config\napt:\n  sources_list: |\n    Types: deb\n    URIs: $MIRROR\n    Suites: $RELEASE\n",
+            &["apt.sources_list: the deb822 stanza at line 1 has no `Components:` field"],
+        ),
+        (
+            "#cloud-config\napt:\n  sources_list: |\n    deb $MIRROR $RELEASE main\n    http://x/ y main\n",
+            &["apt.sources_list: line 2 (`http://x/ y main`) is not a one-line apt source"],
         ),
         (
             "#cloud-config\napt:\n  preserve_sources_list: true\napt_preserve_sources_list: false\n",
             &["`apt_preserve_sources_list` and `apt.preserve_sources_list`"],
-        ),
-        (
-            "#cloud-config\napt:\n  primary: [{arches: [default], uri: \"http://a/\"}]\napt_mirror: http://b/\n",
-            &["`apt_mirror` and `apt.primary`"],
         ),
         (
             "#cloud-config\napt:\n  debconf_selections: {a: \"p q/r boolean true\"}\ndebconf_selections: \"p q/r boolean false\"\n",
@@ -415,11 +427,9 @@ fn gzip_mime_multipart_parts_are_merged() {
         }]
     );
     assert_eq!(c.apt.proxy.http.as_deref(), Some("http://second:3128/"));
-    // Mappings merge recursively: `apt.conf` from part 1 survives.
-    assert_eq!(
-        c.apt.conf.as_deref(),
-        Some("APT::Get::Assume-Yes \"true\";\n")
-    );
+    // A later part's top-level key replaces the earlier one whole (cloud-init's default
+    // `dict(replace)`): part 2's `apt:` drops part 1's `apt.conf`.
+    assert_eq!(c.apt.conf, None);
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     assert!(
         p.warnings[0].to_string().contains(
@@ -485,7 +495,8 @@ apt:
         Proxy {
             http: Some("http://user:pw@proxy:3128/".into()),
             https: Some("https://proxy:3129/".into()),
-            ftp: Some("ftp://proxy:2121/".into())
+            ftp: Some("ftp://proxy:2121/".into()),
+            http_overridden: None,
         }
     );
     assert_eq!(
@@ -509,7 +520,15 @@ apt:
         })
     );
     assert!(!a.sources[2].append);
-    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // The key-only entry: its keyring is referenced by no source (bootcfg scopes keys).
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].to_string().starts_with(
+            "ud.yaml:45:7: warning: apt.sources.fetched: `apt.sources.fetched` has a key but no `source`: bootcfg writes it to /etc/apt/keyrings/fetched.gpg"
+        ),
+        "{}",
+        p.warnings[0]
+    );
     // Secrets never appear in diagnostics.
     let bad = input.replace("http://user:pw@proxy:3128/", "socks4://user:pw@proxy:3128/");
     let e = parse("ud.yaml", bad.as_bytes()).unwrap_err().to_string();
@@ -650,17 +669,19 @@ fn legacy_rfc_syntax() {
         Proxy {
             http: Some("http://proxy:3128/".into()),
             https: Some("https://sproxy:3129/".into()),
-            ftp: Some("ftp://fproxy:2121/".into())
+            ftp: Some("ftp://fproxy:2121/".into()),
+            http_overridden: None,
         }
     );
     assert_eq!(c.apt.add_apt_repo_match, "^ppa:");
+    // Entries without `filename` share cloud-init's file, `cloud_config_sources.list`.
     let files: Vec<_> = c.apt.sources.iter().map(|s| s.filename.as_str()).collect();
     assert_eq!(
         files,
         [
-            "00-boot-sources.list",
+            "cloud_config_sources.list",
             "01-mirror-example.org.list",
-            "00-boot-sources.list"
+            "cloud_config_sources.list"
         ]
     );
     assert_eq!(
@@ -678,9 +699,33 @@ fn legacy_rfc_syntax() {
             .lines
             .contains("tzdata tzdata/Areas select Europe")
     );
-    // The short key id is a warning, not an error.
-    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
-    assert!(p.warnings[0].message.contains("short (8-digit) key id"));
+    // Warnings, not errors: the short key id, DNS mirror search (not supported), and the
+    // mirror and template keys, which do nothing while `apt_preserve_sources_list` is true.
+    let w: Vec<(&str, &str)> = p
+        .warnings
+        .iter()
+        .map(|d| (d.key.as_str(), d.message.as_str()))
+        .collect();
+    assert_eq!(w.len(), 5, "{w:#?}");
+    assert!(
+        w.iter()
+            .any(|(k, m)| *k == "apt_sources[1].keyid" && m.contains("short (8-digit) key id")),
+        "{w:#?}"
+    );
+    assert!(
+        w.iter()
+            .any(|(k, m)| *k == "apt_mirror_search_dns" && m.contains("does not search DNS")),
+        "{w:#?}"
+    );
+    for key in ["apt_mirror", "apt_mirror_search", "apt_custom_sources_list"] {
+        assert!(
+            w.iter().any(|(k, m)| *k == key
+                && m.contains(&format!(
+                    "`{key}` has no effect: `apt_preserve_sources_list` is true"
+                ))),
+            "{key}: {w:#?}"
+        );
+    }
     // Default keyserver.
     let c = ok("#cloud-config\napt_sources:\n  - source: deb http://a/ d main\n    keyid: B59D5F1597A504B7E2306DCA0620BBCF03683F77\n").config;
     assert_eq!(
@@ -834,4 +879,384 @@ fn plaintext_keyservers_need_an_explicit_opt_in() {
     ok(&format!(
         "#cloud-config\napt_sources:\n  - source: deb http://repo.example bookworm main\n    keyid: {FPR}\n    keyserver: http://k.example\n    allow_plaintext_keyserver: yes\n"
     ));
+}
+
+fn warnings_of(p: &Parsed) -> Vec<String> {
+    p.warnings.iter().map(|d| d.to_string()).collect()
+}
+
+/// Issue 13, item 1: cloud-init writes an `Acquire::http::Proxy` line for `proxy` and one for
+/// `http_proxy` (in that order) and apt uses the last; bootcfg refused the user-data.
+#[test]
+fn proxy_and_http_proxy_with_different_values_are_both_kept_with_a_warning() {
+    let p =
+        ok("#cloud-config\napt:\n  http_proxy: http://b:3128/\n  proxy: http://u:secret@a:3128/\n");
+    assert_eq!(p.config.apt.proxy.http.as_deref(), Some("http://b:3128/"));
+    assert_eq!(
+        p.config.apt.proxy.http_overridden.as_deref(),
+        Some("http://u:secret@a:3128/")
+    );
+    let w = warnings_of(&p);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].starts_with("ud.yaml:3:15: warning: apt.http_proxy: `apt.http_proxy` and `apt.proxy` (at ud.yaml:4) set different http proxies")
+            && w[0].contains("apt uses the last one")
+            && !w[0].contains("secret"),
+        "{}",
+        w[0]
+    );
+    // The RFC's keys: the same two lines, the same warning.
+    let p = ok("#cloud-config\napt_proxy: http://a:3128/\napt_http_proxy: http://b:3128/\n");
+    assert_eq!(p.config.apt.proxy.http.as_deref(), Some("http://b:3128/"));
+    assert_eq!(
+        p.config.apt.proxy.http_overridden.as_deref(),
+        Some("http://a:3128/")
+    );
+    assert!(
+        warnings_of(&p)[0].contains("`apt_http_proxy` and `apt_proxy` (at ud.yaml:2)"),
+        "{:?}",
+        p.warnings
+    );
+    // The same value twice: cloud-init writes two identical lines, and so does bootcfg; no warning.
+    let p = ok("#cloud-config\napt:\n  proxy: http://a:3128/\n  http_proxy: http://a:3128/\n");
+    assert_eq!(
+        p.config.apt.proxy.http_overridden.as_deref(),
+        Some("http://a:3128/")
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // Only one of them: one line, nothing overridden.
+    let p = ok("#cloud-config\napt:\n  proxy: http://a:3128/\n");
+    assert_eq!(p.config.apt.proxy.http.as_deref(), Some("http://a:3128/"));
+    assert_eq!(p.config.apt.proxy.http_overridden, None);
+}
+
+fn mime(parts: &[(&str, &str)]) -> Vec<u8> {
+    let mut m =
+        String::from("Content-Type: multipart/mixed; boundary=\"XYZ\"\nMIME-Version: 1.0\n\n");
+    for (headers, body) in parts {
+        m.push_str(&format!(
+            "--XYZ\nContent-Type: text/cloud-config\n{headers}\n{body}\n"
+        ));
+    }
+    m.push_str("--XYZ--\n");
+    m.into_bytes()
+}
+
+/// Issue 13, item 2: cloud-init's default merge (`dict(replace)+list()+str()`) replaces a
+/// top-level key whole; bootcfg merged mappings recursively. Checked against Debian's
+/// cloud-init 22.4: parts `apt: {conf, proxy}` then `apt: {http_proxy}` give
+/// `apt: {http_proxy}` in its cloud-config.txt.
+#[test]
+fn a_later_part_replaces_a_top_level_key_whole() {
+    let p = parse(
+        "ud",
+        &mime(&[
+            (
+                "",
+                "#cloud-config\napt:\n  conf: 'APT::X \"1\";'\n  proxy: http://first:3128/\npackages: [curl]\npackage_update: true\n",
+            ),
+            ("", "#cloud-config\napt:\n  https_proxy: http://second:3128/\n"),
+        ]),
+    )
+    .unwrap();
+    let c = p.config;
+    assert_eq!(
+        c.apt.conf, None,
+        "part 1's apt.conf is replaced with part 2's apt"
+    );
+    assert_eq!(c.apt.proxy.http, None);
+    assert_eq!(c.apt.proxy.https.as_deref(), Some("http://second:3128/"));
+    // Keys only part 1 has stay.
+    assert!(c.packages.update);
+    assert_eq!(c.packages.install[0].name, "curl");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // A key repeated inside one part is still a duplicate.
+    let e = parse(
+        "ud",
+        &mime(&[
+            ("", "#cloud-config\npackages: [curl]\n"),
+            ("", "#cloud-config\npackages: [vim]\npackages: [git]\n"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("duplicate key `packages`"), "{e}");
+}
+
+/// `merge_how`/`merge_type` (in a part) and the `Merge-Type` header: the default form is
+/// accepted, anything else is refused naming the part; in the first part it does nothing.
+/// Checked against Debian's cloud-init 22.4 (its cloud-config.txt after four parts: part 1's
+/// `merge_how` ignored, a `Merge-Type: list(append)+dict(recurse_array,no_replace)+str()`
+/// header merging `apt` key by key and appending `packages`, `merge_type: dict(replace)+list(append)`
+/// replacing `packages`).
+#[test]
+fn merge_how_default_form_is_accepted_others_are_refused_naming_the_part() {
+    // The documented default, as YAML in a later part and as a header: same as no spec.
+    for (headers, spec) in [
+        ("", "merge_how: 'dict(replace)+list()+str()'\n"),
+        ("", "merge_type: 'dict(replace)+list(append)'\n"),
+        (
+            "",
+            "merge_how:\n  - name: list\n    settings: [append]\n  - name: dict\n    settings: [replace, recurse_list]\n",
+        ),
+        ("", "merge_how: [[dict, replace], [str]]\n"),
+        ("Merge-Type: dict(replace)+list()+str()\n", ""),
+        ("X-Merge-Type: Dict(Replace)+List()\n", ""),
+    ] {
+        let body = format!("#cloud-config\n{spec}apt:\n  https_proxy: http://second:3128/\n");
+        let p = parse(
+            "ud",
+            &mime(&[
+                ("", "#cloud-config\napt:\n  conf: 'APT::X \"1\";'\n"),
+                (headers, &body),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{headers}{spec}: {e}"));
+        assert_eq!(p.config.apt.conf, None, "{headers}{spec}");
+        assert!(p.warnings.is_empty(), "{headers}{spec}: {:?}", p.warnings);
+    }
+    // Anything else: an error naming the part, what was asked and what bootcfg does.
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "",
+            "merge_how: 'list(append)+dict(recurse_array)+str()'\n",
+            &[
+                "ud (MIME part 2):2:1: error: merge_how: `merge_how` asks for `list(append)+dict(recurse_array)+str()`, which bootcfg does not support",
+                "each top-level key of a later part replaces the earlier part's value whole",
+                "fix: remove it and repeat the whole top-level key",
+            ],
+        ),
+        (
+            "Merge-Type: list(append)+dict(recurse_array,no_replace)+str()\n",
+            "",
+            &[
+                "ud (MIME part 2): error: Merge-Type: the `Merge-Type` header asks for `list(append)+dict(recurse_array,no_replace)+str()`",
+            ],
+        ),
+        (
+            "",
+            "merge_how:\n  - name: dict\n    settings: [no_replace, recurse_list]\n",
+            &[
+                "ud (MIME part 2):2:1: error: merge_how: `merge_how` asks for `dict(no_replace,recurse_list)`",
+            ],
+        ),
+        (
+            "",
+            "merge_type: 'dict(replace,allow_delete)'\n",
+            &["`merge_type` asks for `dict(replace,allow_delete)`"],
+        ),
+        (
+            "",
+            "merge_how: 'list(append)'\n",
+            &["`merge_how` asks for `list(append)`"],
+        ),
+        (
+            "",
+            "merge_how: 'dict replace'\n",
+            &[
+                "error: merge_how: `merge_how` is not a merger specification cloud-init can use: `dict replace` is not `name(options)`",
+            ],
+        ),
+        (
+            "",
+            "merge_how: 'hash(replace)'\n",
+            &["unknown merger `hash`"],
+        ),
+    ];
+    for (headers, spec, want) in cases {
+        let body = format!("#cloud-config\n{spec}apt:\n  https_proxy: http://second:3128/\n");
+        let e = parse(
+            "ud",
+            &mime(&[("", "#cloud-config\npackages: [curl]\n"), (headers, &body)]),
+        )
+        .unwrap_err()
+        .to_string();
+        for w in *want {
+            assert!(e.contains(w), "{headers}{spec}: missing {w:?} in:\n{e}");
+        }
+    }
+    // In the first (or only) part there is nothing to merge into: a warning, as it does nothing.
+    let p = ok(
+        "#cloud-config\nmerge_how: 'list(append)+dict(recurse_array)+str()'\npackages: [curl]\n",
+    );
+    let w = warnings_of(&p);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("ud.yaml:2:1: warning: merge_how: `merge_how` has no effect: this is the first cloud-config part"),
+        "{}",
+        w[0]
+    );
+    let p = parse(
+        "ud",
+        &mime(&[(
+            "Merge-Type: list(append)+dict(recurse_array)+str()\n",
+            "#cloud-config\npackages: [curl]\n",
+        )]),
+    )
+    .unwrap();
+    assert!(
+        warnings_of(&p)[0].starts_with(
+            "ud (MIME part 1): warning: Merge-Type: the `Merge-Type` header has no effect"
+        ),
+        "{:?}",
+        p.warnings
+    );
+}
+
+/// With `apt:` in the user-data, cloud-init ignores the old top-level apt keys (and fails its apt
+/// module when one conflicts with its `apt:` counterpart). Checked against Debian's cloud-init
+/// 22.4: `apt: {conf}` + `apt_proxy` + `apt_sources` writes only 94cloud-init-config.
+#[test]
+fn old_apt_keys_beside_apt_are_ignored_with_a_warning() {
+    let p = ok(
+        "#cloud-config\napt:\n  conf: 'APT::X \"1\";'\napt_proxy: http://p:3128/\napt_sources:\n  - source: deb http://b/ d main\napt_mirror: http://m/debian\napt_http_proxy: ''\n",
+    );
+    let a = &p.config.apt;
+    assert_eq!(a.proxy, Proxy::default());
+    assert!(a.sources.is_empty());
+    assert!(a.primary.is_empty());
+    let w = warnings_of(&p);
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert!(
+        w[0].starts_with(
+            "ud.yaml:4:1: warning: apt_proxy: `apt_proxy` has no effect: the user-data has `apt:`"
+        ),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[0].contains("fix: move it under `apt:` as `proxy`"),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[1].starts_with("ud.yaml:5:1: warning: apt_sources: `apt_sources` has no effect"),
+        "{}",
+        w[1]
+    );
+    assert!(
+        w[1].contains("fix: move it under `apt:` as `sources`"),
+        "{}",
+        w[1]
+    );
+    assert!(
+        w[2].contains("apt_mirror") && w[2].contains("primary: [{arches: [default], uri: …}]"),
+        "{}",
+        w[2]
+    );
+    // apt_sources beside an apt.sources with other entries: cloud-init fails; an error naming both.
+    check_err(
+        b"#cloud-config\napt:\n  sources:\n    a:\n      source: deb http://a/ d main\napt_sources:\n  - source: deb http://b/ d main\n",
+        &["ud.yaml:6:1: error: apt_sources: `apt_sources` and `apt.sources` (at ud.yaml:4) set different values"],
+    );
+    // The mirror keys are not compared (cloud-init does not): ignored, with a warning.
+    let p = ok(
+        "#cloud-config\napt:\n  preserve_sources_list: false\n  primary: [{arches: [default], uri: \"http://a/\"}]\napt_mirror: http://b/\n",
+    );
+    assert_eq!(p.config.apt.primary[0].uri.as_deref(), Some("http://a/"));
+    assert!(
+        warnings_of(&p)[0].contains("`apt_mirror` has no effect"),
+        "{:?}",
+        p.warnings
+    );
+    // Equal values: nothing to say.
+    assert!(
+        ok("#cloud-config\napt:\n  proxy: http://p:3128/\napt_proxy: http://p:3128/\n")
+            .warnings
+            .is_empty()
+    );
+    check_err(
+        b"#cloud-config\napt:\n  preserve_sources_list: true\napt_preserve_sources_list: false\n",
+        &[
+            "ud.yaml:4:1: error: apt_preserve_sources_list: `apt_preserve_sources_list` and `apt.preserve_sources_list` (at ud.yaml:3) set different values",
+        ],
+    );
+}
+
+/// Issue 13, item 7: settings that do nothing are warnings naming the key and the fix.
+#[test]
+fn silent_no_ops_are_warnings() {
+    // Main-list settings while preserve_sources_list stays true (the default).
+    let p = ok(
+        "#cloud-config\napt:\n  primary:\n    - arches: [default]\n      uri: http://m/debian\n  sources_list: |\n    deb $MIRROR $RELEASE main\n  disable_suites: [updates]\n",
+    );
+    let w = warnings_of(&p);
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert!(w[0].starts_with("ud.yaml:3:3: warning: apt.primary: `apt.primary` has no effect: `apt.preserve_sources_list` is true"), "{}", w[0]);
+    assert!(
+        w[0].contains("no source line uses `$MIRROR`")
+            && w[0].contains("fix: set `apt.preserve_sources_list: false`"),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[1].contains("`apt.sources_list` has no effect"),
+        "{}",
+        w[1]
+    );
+    assert!(
+        w[2].contains("`apt.disable_suites` has no effect"),
+        "{}",
+        w[2]
+    );
+    // Explicitly true: the same.
+    assert_eq!(
+        ok("#cloud-config\napt:\n  preserve_sources_list: true\n  sources_list: |\n    deb $MIRROR $RELEASE main\n").warnings.len(),
+        1
+    );
+    // preserve_sources_list: false: they are used.
+    let p = ok(
+        "#cloud-config\napt:\n  preserve_sources_list: false\n  primary:\n    - arches: [default]\n      uri: http://m/debian\n  sources_list: |\n    deb $MIRROR $RELEASE main\n  disable_suites: [updates]\n",
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // A mirror a source line uses is not a no-op.
+    let p = ok(
+        "#cloud-config\napt:\n  primary:\n    - arches: [default]\n      uri: http://m/debian\n  sources:\n    x:\n      source: deb $MIRROR $RELEASE contrib\n",
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+
+    // A key-only entry whose keyring no source references.
+    let key_only = |extra: &str| {
+        format!(
+            "#cloud-config\napt:\n  sources:\n    vendor-key:\n      key: |\n{}{extra}",
+            indent(KEY, 8)
+        )
+    };
+    let p = ok(&key_only(""));
+    let w = warnings_of(&p);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].starts_with("ud.yaml:5:7: warning: apt.sources.vendor-key: `apt.sources.vendor-key` has a key but no `source`: bootcfg writes it to /etc/apt/keyrings/vendor-key.gpg")
+            && w[0].contains("add `[signed-by=/etc/apt/keyrings/vendor-key.gpg]`"),
+        "{}",
+        w[0]
+    );
+    // Referenced by another entry's line: fine.
+    let p = ok(&key_only(
+        "    repo:\n      source: deb [signed-by=/etc/apt/keyrings/vendor-key.gpg] http://r/ d main\n",
+    ));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+
+    // A mirror that asks for a DNS search bootcfg does not do.
+    let p = ok(
+        "#cloud-config\napt:\n  preserve_sources_list: false\n  primary:\n    - arches: [default]\n      search_dns: true\n",
+    );
+    assert!(
+        warnings_of(&p)[0].contains("apt.primary[0].search_dns: bootcfg does not search DNS"),
+        "{:?}",
+        p.warnings
+    );
+}
+
+/// Issue 13, item 6: a deb822 `sources_list` is valid (bootcfg writes it where apt reads deb822).
+#[test]
+fn deb822_sources_list_is_accepted() {
+    let p = ok(
+        "#cloud-config\napt:\n  preserve_sources_list: false\n  sources_list: |\n    # main\n    Types: deb deb-src\n    URIs: $MIRROR\n    Suites: $RELEASE $RELEASE-updates\n    Components: main\n    Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n    Types: deb\n    URIs: $SECURITY\n    Suites: $RELEASE-security\n    Components: main\n\n    Types: deb\n    URIs: http://local/flat\n    Suites: ./\n",
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert!(checks::is_deb822(
+        p.config.apt.sources_list.as_deref().unwrap()
+    ));
+    assert!(!checks::is_deb822("deb $MIRROR $RELEASE main\n"));
 }
