@@ -591,17 +591,7 @@ impl Ca for ApiCa {
     }
 
     async fn revoke(&self, name: &str) -> Result<bool> {
-        let url = self.url(&format!("certificate_status/{}", url_segment(name)?));
-        let resp = self
-            .client
-            .put(&url)
-            .header("Content-Type", "application/json")
-            .body(r#"{"desired_state":"revoked"}"#)
-            .send()
-            .await
-            .with_context(|| format!("CA {url} is unreachable"))?;
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
+        let (url, status, body) = self.put_state(name, "revoked").await?;
         match status.as_u16() {
             200..=299 => Ok(true),
             // 409: "Cannot revoke certificate for host … without a signed certificate".
@@ -611,17 +601,7 @@ impl Ca for ApiCa {
     }
 
     async fn sign(&self, name: &str) -> Result<SignOutcome> {
-        let url = self.url(&format!("certificate_status/{}", url_segment(name)?));
-        let resp = self
-            .client
-            .put(&url)
-            .header("Content-Type", "application/json")
-            .body(r#"{"desired_state":"signed"}"#)
-            .send()
-            .await
-            .with_context(|| format!("CA {url} is unreachable"))?;
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
+        let (url, status, body) = self.put_state(name, "signed").await?;
         match status.as_u16() {
             200..=299 => Ok(SignOutcome::Signed),
             404 => Ok(SignOutcome::Gone),
@@ -632,6 +612,26 @@ impl Ca for ApiCa {
 }
 
 impl ApiCa {
+    /// `PUT certificate_status/<name>` `{"desired_state": <state>}`: the URL, status and body.
+    async fn put_state(
+        &self,
+        name: &str,
+        state: &str,
+    ) -> Result<(String, reqwest::StatusCode, String)> {
+        let url = self.url(&format!("certificate_status/{}", url_segment(name)?));
+        let resp = self
+            .client
+            .put(&url)
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!({ "desired_state": state }).to_string())
+            .send()
+            .await
+            .with_context(|| format!("CA {url} is unreachable"))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        Ok((url, status, body))
+    }
+
     /// `DELETE certificate_status/<name>`, which discards everything the CA holds for the name:
     /// so it is sent only after the status is confirmed `requested` (no certificate to lose).
     async fn delete_requested(&self, name: &str) -> Result<bool> {
