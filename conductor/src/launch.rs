@@ -214,12 +214,7 @@ fn image_arg(cfg: &ConductorConfig, arg: Option<&str>) -> anyhow::Result<Option<
     let Some(image) = arg.map(str::to_owned).or_else(|| cfg.launch.image.clone()) else {
         return Ok(None);
     };
-    let ok = image.strip_prefix("ami-").is_some_and(|h| {
-        matches!(h.len(), 8 | 17)
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    if !ok {
+    if !schemas::config::is_aws_id(&image, "ami-") {
         return Err(UsageError(format!(
             "--image: `{image}` is not an AMI id (ami- followed by 8 or 17 hex digits)"
         ))

@@ -59,7 +59,7 @@ pub async fn caller(sdk: &aws_config::SdkConfig) -> Result<Caller, StsError> {
         .await
         .map_err(classify)?;
     let account_id = out.account().unwrap_or_default().to_owned();
-    if !(account_id.len() == 12 && account_id.bytes().all(|b| b.is_ascii_digit())) {
+    if !schemas::config::is_account_id(&account_id) {
         return Err(StsError(format!(
             "sts:GetCallerIdentity answered with `{}`, not a 12-digit account id {TURN_OFF}",
             account_id.chars().take(40).collect::<String>()

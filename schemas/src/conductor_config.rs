@@ -30,6 +30,7 @@
 //! `certname`, `ca_cert`, `csr_attributes` or `instance_identity`, which the conductor writes.
 //! Relative file paths are relative to the config file's directory.
 
+use crate::config::is_aws_id;
 use crate::diag::{Diagnostic, Diagnostics, Location};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -493,16 +494,6 @@ impl ConductorConfig {
         }
         self.resolved.template = map;
     }
-}
-
-/// `prefix` + 8 or 17 lowercase hex digits.
-fn is_aws_id(s: &str, prefix: &str) -> bool {
-    s.strip_prefix(prefix).is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17)
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 fn check_pem_certificate(pem: &str) -> Result<(), String> {

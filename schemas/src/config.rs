@@ -4,6 +4,21 @@
 use crate::diag::{Diagnostic, Diagnostics, Location};
 use std::time::Duration;
 
+/// An EC2 resource id: `prefix` (`i-`, `ami-`, `subnet-`, `sg-`) and 8 or 17 lowercase hex digits.
+pub fn is_aws_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// An AWS account id: 12 decimal digits.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// `500ms`, `5s`, `30m`, `2h`, `1d` (also combinations such as `1h 30m`). A bare number is refused:
 /// the unit is never guessed.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

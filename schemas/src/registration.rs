@@ -204,12 +204,7 @@ pub fn check_certname(name: &str) -> Result<(), String> {
 /// EC2 instance ids: `i-` and 8 or 17 lowercase hex digits. Checked before an id from a
 /// document or a CSR becomes a registry key.
 pub fn check_instance_id(id: &str) -> Result<(), String> {
-    let ok = id.strip_prefix("i-").is_some_and(|h| {
-        matches!(h.len(), 8 | 17)
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    if ok {
+    if crate::config::is_aws_id(id, "i-") {
         Ok(())
     } else {
         Err(format!(

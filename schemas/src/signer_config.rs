@@ -439,7 +439,7 @@ impl SignerConfig {
             );
         }
         for a in &cfg.policy.identity.accounts {
-            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            if !crate::config::is_account_id(a) {
                 diags.push(
                     Diagnostic::error(
                         name,

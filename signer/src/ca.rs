@@ -509,14 +509,12 @@ impl Ca for ApiCa {
     }
 
     async fn csr(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let url = self.url(&format!("certificate_request/{}", url_segment(name)?));
-        let resp = self
-            .client
-            .get(&url)
-            .header("Accept", "text/plain")
-            .send()
-            .await
-            .with_context(|| format!("CA {url} is unreachable"))?;
+        let (url, resp) = self
+            .get(
+                &format!("certificate_request/{}", url_segment(name)?),
+                "text/plain",
+            )
+            .await?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -537,47 +535,27 @@ impl Ca for ApiCa {
     }
 
     async fn issued(&self, name: &str) -> Result<Issuance> {
-        let url = self.url(&format!("certificate_status/{}", url_segment(name)?));
-        let resp = self
-            .client
-            .get(&url)
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .with_context(|| format!("CA {url} is unreachable"))?;
-        match resp.status().as_u16() {
-            404 => {}
-            200 => {
-                let status: serde_json::Value = resp
-                    .json()
-                    .await
-                    .with_context(|| format!("CA {url} sent unexpected JSON"))?;
-                match status["state"].as_str() {
-                    Some("requested") => {}
-                    Some(state @ ("signed" | "revoked")) => {
-                        return Ok(Issuance::Issued(format!(
-                            "the CA holds a {state} certificate, serial {}",
-                            status["serial_number"]
-                        )));
-                    }
-                    other => bail!("CA {url} reports an unknown state {other:?}"),
+        let (url, status) = self.status(name).await?;
+        if let Some(status) = status {
+            match status["state"].as_str() {
+                Some("requested") => {}
+                Some(state @ ("signed" | "revoked")) => {
+                    return Ok(Issuance::Issued(format!(
+                        "the CA holds a {state} certificate, serial {}",
+                        status["serial_number"]
+                    )));
                 }
+                other => bail!("CA {url} reports an unknown state {other:?}"),
             }
-            s => bail!("CA {url} answered {s}"),
         }
         // A cleaned certificate leaves no status (404), only its inventory line.
         self.records.inventory(name).await
     }
 
     async fn certificate(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let url = self.url(&format!("certificate/{}", url_segment(name)?));
-        let resp = self
-            .client
-            .get(&url)
-            .header("Accept", "text/plain")
-            .send()
-            .await
-            .with_context(|| format!("CA {url} is unreachable"))?;
+        let (url, resp) = self
+            .get(&format!("certificate/{}", url_segment(name)?), "text/plain")
+            .await?;
         match resp.status().as_u16() {
             404 => Ok(None),
             200..=299 => Ok(Some(
@@ -632,28 +610,45 @@ impl ApiCa {
         Ok((url, status, body))
     }
 
-    /// `DELETE certificate_status/<name>`, which discards everything the CA holds for the name:
-    /// so it is sent only after the status is confirmed `requested` (no certificate to lose).
-    async fn delete_requested(&self, name: &str) -> Result<bool> {
-        let seg = url_segment(name)?;
-        let url = self.url(&format!("certificate_status/{seg}"));
+    /// `GET <path>` with `Accept: <accept>`: the URL and the response, whatever its status.
+    async fn get(&self, path: &str, accept: &str) -> Result<(String, reqwest::Response)> {
+        let url = self.url(path);
         let resp = self
             .client
             .get(&url)
-            .header("Accept", "application/json")
+            .header("Accept", accept)
             .send()
             .await
             .with_context(|| format!("CA {url} is unreachable"))?;
+        Ok((url, resp))
+    }
+
+    /// `GET certificate_status/<name>` as JSON; `None` when the CA knows nothing of the name.
+    async fn status(&self, name: &str) -> Result<(String, Option<serde_json::Value>)> {
+        let (url, resp) = self
+            .get(
+                &format!("certificate_status/{}", url_segment(name)?),
+                "application/json",
+            )
+            .await?;
         match resp.status().as_u16() {
-            404 => return Ok(false),
-            200..=299 => {}
+            404 => Ok((url, None)),
+            200..=299 => {
+                let v = resp
+                    .json()
+                    .await
+                    .with_context(|| format!("CA {url} sent unexpected JSON"))?;
+                Ok((url, Some(v)))
+            }
             s => bail!("CA {url} answered {s}"),
         }
-        let status: serde_json::Value = resp
-            .json()
-            .await
-            .with_context(|| format!("CA {url} sent unexpected JSON"))?;
-        if status["state"] != "requested" {
+    }
+
+    /// `DELETE certificate_status/<name>`, which discards everything the CA holds for the name:
+    /// so it is sent only after the status is confirmed `requested` (no certificate to lose).
+    async fn delete_requested(&self, name: &str) -> Result<bool> {
+        let (url, status) = self.status(name).await?;
+        if status.is_none_or(|s| s["state"] != "requested") {
             return Ok(false);
         }
         let resp = self

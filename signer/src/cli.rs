@@ -129,7 +129,7 @@ pub fn main() -> ExitCode {
             }
         };
     match cli.command {
-        Command::Autosign { certname } => ExitCode::from(crate::hook::run(&cfg, &certname)),
+        Command::Autosign { certname } => ExitCode::from(crate::hook::run(&cfg, &trust, &certname)),
         Command::Sweep {
             dry_run,
             watch,

@@ -60,6 +60,16 @@ pub enum Check {
     Ca,
 }
 
+impl Check {
+    /// The check's name as the audit log and `--output json` write it (`identity`, `secret`, …).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
 /// A refusal: which check, and why (never containing a secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {

@@ -8,6 +8,7 @@
 
 use crate::audit::{AuditLog, Outcome, Record};
 use crate::decide::{Decider, Mode};
+use crate::identity::TrustedCerts;
 use schemas::registry::RegistryOptions;
 use schemas::signer_config::SignerConfig;
 use std::io::Read;
@@ -35,7 +36,8 @@ pub mod exit {
 
 /// Run the hook; returns the exit code. Every path writes one audit line (except a watchdog exit,
 /// which can only print to stderr).
-pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
+/// `trust` is the pinned AWS certificate bundle, loaded once by the caller (`cli`).
+pub fn run(cfg: &SignerConfig, trust: &TrustedCerts, certname: &str) -> u8 {
     let deadline = cfg.deadlines.hook;
     let started = Instant::now();
     let watchdog_certname: String = certname.chars().take(255).collect();
@@ -89,8 +91,9 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
     };
     let remaining = deadline.saturating_sub(started.elapsed());
     let sha_of_input = crate::csr::fingerprint(&pem);
-    let result =
-        rt.block_on(async { tokio::time::timeout(remaining, decide(cfg, certname, &pem)).await });
+    let result = rt.block_on(async {
+        tokio::time::timeout(remaining, decide(cfg, trust, certname, &pem)).await
+    });
     match result {
         Ok(Ok((sha, Ok(note)))) => {
             // No audit line, no signature: the registration stays consumed for this CSR and
@@ -154,6 +157,7 @@ pub fn run(cfg: &SignerConfig, certname: &str) -> u8 {
 /// Decide and consume: the CSR's SHA-256 and either the approval's audit note or the rejection.
 async fn decide(
     cfg: &SignerConfig,
+    trust: &TrustedCerts,
     certname: &str,
     pem: &[u8],
 ) -> anyhow::Result<(String, Result<Option<String>, crate::decide::Rejection>)> {
@@ -163,10 +167,8 @@ async fn decide(
         endpoint_url: None,
     };
     let registry = schemas::registry::open(&cfg.registry, &opts).await?;
-    let trust = crate::identity::TrustedCerts::load(cfg.policy.identity.certificates.as_deref())
-        .map_err(|e| anyhow::anyhow!("policy.identity.certificates: {e}"))?;
     let decider = Decider {
-        trust: &trust,
+        trust,
         registry: registry.as_ref(),
         policy: &cfg.policy,
         registry_deadline: cfg.deadlines.registry,

@@ -235,7 +235,7 @@ async fn evict_squatter(
             audit,
             item(
                 Outcome::Evicted,
-                format!("request refused by the {check:?} check removed from the CA so the registered instance can submit its own"),
+                format!("request refused by the `{}` check removed from the CA so the registered instance can submit its own", check.name()),
             ),
         ),
         Ok(false) => {}
