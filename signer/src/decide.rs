@@ -564,7 +564,7 @@ pub fn check_identity(
         return reject(
             Check::Identity,
             format!(
-                "account {} of instance {} is not on policy.identity.accounts",
+                "account {} of instance {} is not on policy.identity.accounts; add it to signer.yaml if that account's instances may enroll",
                 truncate(&d.account_id),
                 d.instance_id
             ),

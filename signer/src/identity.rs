@@ -188,7 +188,7 @@ pub fn verify(blob: &[u8], trust: &TrustedCerts) -> Result<Verified, String> {
     p7.verify(&stack, &store, None, Some(&mut content), flags)
         .map_err(|e| {
             format!(
-                "identity proof signature does not verify against the pinned AWS certificates ({}): {}",
+                "identity proof signature does not verify against the pinned AWS certificates ({}): {}; a forgery, or a Region certificate missing from the bundle (refresh policy.identity.certificates from AWS's regions-certs page)",
                 trust.source,
                 reason(&e)
             )
