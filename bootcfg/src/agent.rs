@@ -1,249 +1,37 @@
-//! `bootcfg run`, `plan`, `apply` and `status`.
+//! `bootcfg run`, `plan`, `apply` and `status`: the agent, which goes fetch → parse → plan all →
+//! execute.
 //!
-//! All three of run/plan/apply go through one function (`execute`): fetch user-data from the datasource,
-//! parse and validate it, then for each module in boot order build its actions and hand them
-//! to the [`Engine`] in plan or apply mode. `run` additionally skips modules whose run-once
-//! marker exists for this instance; `apply` always runs every module (an operator asked for it)
-//! and writes markers too, so a later `run` does not repeat the work. The first module that fails
-//! stops the run: later modules are recorded as `not-run` and are tried again next time (a
-//! machine half-configured in the wrong order — say packages installed before their debconf
-//! preseed — is worse than one that is not configured yet).
+//! run/plan/apply go through one function ([`execute`]):
+//! 1. **fetch** the user-data from the datasource ([`crate::datasource`]);
+//! 2. **parse** and validate it ([`schemas::userdata`]);
+//! 3. **plan every module** in boot order: each turns the user-data into [`Action`]s, and the
+//!    [`Engine`] in plan mode turns those into steps (diffs, commands). If any module cannot be
+//!    planned, every failure is reported and **nothing is changed**;
+//! 4. **execute** (apply, run): the same actions, in the same order, through the engine in apply
+//!    mode. A module's marker is written after it succeeded.
 //!
-//! Exit codes: 0 success (also: no user-data), 1 a step failed or the user-data is invalid,
-//! 2 usage (bad arguments, unusable `--root`).
+//! `run` skips modules whose run-once marker exists for this instance; `apply` runs every module
+//! (an operator asked for it) and writes markers too, so a later `run` does not repeat the work.
+//! When a module fails, the modules that need it ([`modules::needs`]) are not run (`not-run`, with
+//! the reason), and the others still run, as cloud-init runs every module; everything not done
+//! is tried again at the next boot.
+//!
+//! Exit codes: [`crate::exit`].
 
+use crate::action::{Action, Mode, Step};
+use crate::args::{ApplyArgs, Common, Output, PlanArgs, RunArgs, SEED_DIR, SourceArgs, StatusArgs};
+use crate::ctx::{Ctx, Identity};
 use crate::datasource::{self, Datasource, FetchOptions};
+use crate::engine::Engine;
+use crate::exit;
 use crate::marker::{self, ModuleResult, ModuleStatus, Outcome, RunResult};
 use crate::modules::{self, PlanState};
-use crate::plan::{Ctx, Engine, Identity, Mode, render_steps};
+use crate::report::{render_steps, summary};
 use crate::rootfs::Root;
 use crate::runner::{ChrootRunner, Cmd, Redactor, Runner, programs};
+use schemas::userdata::model::UserData;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Where the seed lives inside the root (NoCloud layout).
-pub const SEED_DIR: &str = "/var/lib/cloud/seed/nocloud";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
-
-/// Options shared by every subcommand that touches a root.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Common {
-    /// Root directory of the system to configure; commands run in it with chroot (bootcfg mounts
-    /// nothing: mount /proc in it first).
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    pub root: PathBuf,
-    /// Longest wait for the dpkg/apt locks (held by unattended-upgrades at first boot), seconds.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "BOOTCFG_LOCK_TIMEOUT",
-        default_value_t = 300
-    )]
-    pub lock_timeout: u64,
-    /// Total time budget for reaching IMDS (retries with backoff), seconds.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "BOOTCFG_IMDS_TIMEOUT",
-        default_value_t = 120
-    )]
-    pub imds_timeout: u64,
-    /// Timeout of each single IMDS request, seconds.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "BOOTCFG_IMDS_REQUEST_TIMEOUT",
-        default_value_t = 5
-    )]
-    pub imds_request_timeout: u64,
-    /// Output format on stdout (logs always go to stderr; BOOTCFG_LOG=debug for more).
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-}
-
-/// Where user-data comes from, for `plan` and `apply` (exactly one).
-#[derive(Debug, Clone, clap::Args)]
-#[group(id = "datasource", required = true, multiple = false)]
-pub struct SourceArgs {
-    /// A user-data file (needs --instance-id).
-    #[arg(long, value_name = "FILE", requires = "instance_id")]
-    pub user_data: Option<PathBuf>,
-    /// A NoCloud seed directory on the host holding `user-data` and `meta-data`.
-    #[arg(long, value_name = "DIR")]
-    pub seed_dir: Option<PathBuf>,
-    /// EC2 instance metadata (IMDSv2) base URL, e.g. http://169.254.169.254.
-    #[arg(long, value_name = "URL")]
-    pub imds_url: Option<String>,
-}
-
-/// Identity overrides for `plan` and `apply`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct IdentityArgs {
-    /// Instance id (`%i`, run-once markers); default: from the seed's meta-data or IMDS.
-    #[arg(long, value_name = "ID")]
-    pub instance_id: Option<String>,
-    /// Fully qualified host name (`%f`); default: the datasource's local-hostname, else the
-    /// root's /etc/hostname, else `localhost`.
-    #[arg(long, value_name = "NAME")]
-    pub hostname: Option<String>,
-}
-
-const RUN_HELP: &str = "\
-Picks the datasource: the NoCloud seed ROOT/var/lib/cloud/seed/nocloud/{user-data,meta-data} if
-it exists, else EC2 IMDSv2 at http://169.254.169.254. Each module runs once per instance: a
-marker ROOT/var/lib/bootcfg/instances/<id>/<module>.done is written after it succeeds, so a
-failed module is retried at the next boot. The result goes to ROOT/var/lib/bootcfg/result.json.
-
-Examples:
-  bootcfg run
-  bootcfg run --root /mnt/image --seed-dir /tmp/seed --output json
-
-Exit codes: 0 success or no user-data, 1 a step failed or invalid user-data, 2 usage error.
-Environment: BOOTCFG_LOCK_TIMEOUT, BOOTCFG_IMDS_TIMEOUT, BOOTCFG_IMDS_REQUEST_TIMEOUT,
-BOOTCFG_LOG (tracing filter, default info).";
-
-#[derive(Debug, clap::Args)]
-#[command(after_help = RUN_HELP)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Use this NoCloud seed directory (on the host) instead of looking for one.
-    #[arg(long, value_name = "DIR", conflicts_with = "imds_url")]
-    pub seed_dir: Option<PathBuf>,
-    /// IMDS base URL (default http://169.254.169.254).
-    #[arg(long, value_name = "URL")]
-    pub imds_url: Option<String>,
-}
-
-const PLAN_HELP: &str = "\
-Prints every file that would be written, with a unified diff against what is in the root,
-and every command that would run, in order. Secrets are shown as <redacted>, the instance
-identity proof (puppet.instance_identity) shortened. Nothing changes (keys named by keyid are
-not fetched: the plan says where they would come from).
-
-Examples:
-  bootcfg plan --root /mnt/image --user-data ud.yaml --instance-id i-0123 --hostname web-1.example.com
-  bootcfg plan --seed-dir /var/lib/cloud/seed/nocloud --output json
-
-Exit codes: 0 plan shown, 1 invalid user-data or a module cannot be planned, 2 usage error.";
-
-#[derive(Debug, clap::Args)]
-#[command(after_help = PLAN_HELP)]
-pub struct PlanArgs {
-    #[command(flatten)]
-    pub common: Common,
-    #[command(flatten)]
-    pub source: SourceArgs,
-    #[command(flatten)]
-    pub identity: IdentityArgs,
-}
-
-const APPLY_HELP: &str = "\
-Carries out the plan: every module runs (markers are ignored, then written on success), and
-the result is written to ROOT/var/lib/bootcfg/result.json.
-
-Examples:
-  bootcfg apply --root /mnt/image --user-data ud.yaml --instance-id i-0123 --hostname web-1.example.com
-  BOOTCFG_LOCK_TIMEOUT=30 bootcfg apply --root /srv/r --seed-dir /tmp/seed --output json
-
-Exit codes: 0 success or no user-data, 1 a step failed or invalid user-data, 2 usage error.";
-
-#[derive(Debug, clap::Args)]
-#[command(after_help = APPLY_HELP)]
-pub struct ApplyArgs {
-    #[command(flatten)]
-    pub common: Common,
-    #[command(flatten)]
-    pub source: SourceArgs,
-    #[command(flatten)]
-    pub identity: IdentityArgs,
-}
-
-const STATUS_HELP: &str = "\
-Shows ROOT/var/lib/bootcfg/result.json, the result of the last run or apply.
-
-Examples:
-  bootcfg status
-  bootcfg status --root /mnt/image --output json
-
-Exit codes: 0 last run succeeded (or had no user-data), 1 it failed or there is no result yet,
-2 usage error.";
-
-#[derive(Debug, clap::Args)]
-#[command(after_help = STATUS_HELP)]
-pub struct StatusArgs {
-    /// Root directory whose result to show.
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    pub root: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-}
-
-/// Logs go to stderr. Under systemd (`JOURNAL_STREAM` set: stderr is a journal stream) each line
-/// starts with a `<N>` syslog priority, which journald turns into the entry's priority
-/// (`SyslogLevelPrefix=`, on by default), so `journalctl -u bootcfg -p warning` works without
-/// a journald client library.
-fn init_logging() {
-    // BOOTCFG_LOG, else RUST_LOG, else `info`
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BOOTCFG_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder
-            .with_ansi(false)
-            .event_format(JournalFormat)
-            .try_init()
-    } else {
-        builder
-            .with_target(false)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init()
-    };
-}
-
-/// `<priority>span{fields}: message fields` (no timestamp: the journal adds one).
-struct JournalFormat;
-
-impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JournalFormat
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
-        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        let prio = match *event.metadata().level() {
-            tracing::Level::ERROR => 3,
-            tracing::Level::WARN => 4,
-            tracing::Level::INFO => 6,
-            _ => 7,
-        };
-        write!(writer, "<{prio}>")?;
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                let ext = span.extensions();
-                match ext.get::<tracing_subscriber::fmt::FormattedFields<N>>() {
-                    Some(f) if !f.is_empty() => write!(writer, "{}{{{f}}}: ", span.name())?,
-                    _ => write!(writer, "{}: ", span.name())?,
-                }
-            }
-        }
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -272,6 +60,10 @@ fn source_of(s: &SourceArgs) -> Datasource {
                 .unwrap_or_else(|| crate::imds::DEFAULT_URL.to_owned()),
         )
     }
+}
+
+fn init_logging() {
+    schemas::logging::init("BOOTCFG_LOG", "info");
 }
 
 pub fn run(args: RunArgs) -> u8 {
@@ -330,8 +122,8 @@ pub fn status(args: StatusArgs) -> u8 {
     let root = match Root::new(&args.root) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("bootcfg: --root: {e}");
-            return 2;
+            tracing::error!("--root: {e}");
+            return exit::USAGE;
         }
     };
     match marker::read_result(&root) {
@@ -343,73 +135,27 @@ pub fn status(args: StatusArgs) -> u8 {
                 Output::Text => print!("{}", summary(&r)),
             }
             if matches!(r.outcome, Outcome::Success | Outcome::NoUserData) {
-                0
+                exit::OK
             } else {
-                1
+                exit::FAILED
             }
         }
         Ok(None) => {
             if args.output == Output::Json {
                 println!("null");
             }
-            eprintln!(
-                "bootcfg: no result yet ({} does not exist under {})",
+            tracing::error!(
+                "no result yet ({} does not exist under {})",
                 marker::RESULT_FILE,
                 root.path().display()
             );
-            1
+            exit::FAILED
         }
         Err(e) => {
-            eprintln!("bootcfg: {e}");
-            1
+            tracing::error!("{e}");
+            exit::FAILED
         }
     }
-}
-
-/// The human summary printed by `status` and at the end of `run`/`apply`.
-pub fn summary(r: &RunResult) -> String {
-    let mut s = format!(
-        "{} {}: {:?} (exit {}), instance {}, host {}, from {}\n  {} -> {} ({:.1} s, {:.1} s of it in child processes)\n",
-        "bootcfg",
-        r.command,
-        r.outcome,
-        r.exit_code,
-        r.instance_id.as_deref().unwrap_or("-"),
-        r.hostname.as_deref().unwrap_or("-"),
-        r.datasource,
-        r.started_at,
-        r.finished_at,
-        r.duration_ms as f64 / 1000.0,
-        r.child_ms as f64 / 1000.0
-    );
-    for m in &r.modules {
-        let st = match m.status {
-            ModuleStatus::Done => "done",
-            ModuleStatus::AlreadyDone => "already done",
-            ModuleStatus::Failed => "FAILED",
-            ModuleStatus::NotRun => "not run",
-        };
-        let changed = m.steps.iter().filter(|s| s.changed).count();
-        s.push_str(&format!(
-            "  {:<12} {st:<12} {:>6} ms  {changed} change(s)\n",
-            m.name, m.duration_ms
-        ));
-        if let Some(e) = &m.error {
-            for l in e.lines() {
-                s.push_str(&format!("      {l}\n"));
-            }
-        }
-    }
-    if let Some(e) = &r.error {
-        s.push_str(&format!("  error: {e}\n"));
-    }
-    for w in &r.warnings {
-        s.push_str(&format!("  warning: {w}\n"));
-    }
-    if r.reboot_required {
-        s.push_str("  reboot required\n");
-    }
-    s
 }
 
 /// Take `ROOT/var/lib/bootcfg/lock` (flock, non-blocking).
@@ -417,17 +163,14 @@ fn lock_root(root: &Root) -> Result<std::fs::File, String> {
     let path = format!("{}/lock", marker::STATE_DIR);
     root.ensure_dir(marker::STATE_DIR, 0o755)
         .map_err(|e| e.to_string())?;
-    let host = root.resolve(&path).map_err(|e| e.to_string())?;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&host)
-        .map_err(|e| format!("{}: {e}", host.display()))?;
+    // opened through the root's confined lookup, like every other file
+    let f = root
+        .open_lock_file(&path, 0o644)
+        .map_err(|e| e.to_string())?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
         format!(
-            "another bootcfg is already working on this root ({} is locked)",
-            host.display()
+            "another bootcfg is already working on this root ({path} in {} is locked)",
+            root.path().display()
         )
     })?;
     Ok(f)
@@ -447,21 +190,21 @@ fn execute(job: Job) -> u8 {
     let root = match Root::new(&job.common.root) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("bootcfg: --root: {e}");
-            return 2;
+            tracing::error!("--root: {e}");
+            return exit::USAGE;
         }
     };
     if let Some(i) = &job.instance_id
         && !marker::valid_instance_id(i)
     {
-        eprintln!("bootcfg: --instance-id `{i}`: use letters, digits, `-`, `_`, `.` and `:` only");
-        return 2;
+        tracing::error!("--instance-id `{i}`: use letters, digits, `-`, `_`, `.` and `:` only");
+        return exit::USAGE;
     }
     let mut result = RunResult {
         version: marker::RESULT_VERSION,
         command: command.to_owned(),
         outcome: Outcome::Failed,
-        exit_code: 1,
+        exit_code: exit::FAILED,
         datasource: job.ds.describe(),
         instance_id: None,
         hostname: None,
@@ -481,8 +224,8 @@ fn execute(job: Job) -> u8 {
         match lock_root(&root) {
             Ok(l) => Some(l),
             Err(e) => {
-                eprintln!("bootcfg: {e}");
-                return 1;
+                tracing::error!("{e}");
+                return exit::FAILED;
             }
         }
     };
@@ -495,7 +238,7 @@ fn execute(job: Job) -> u8 {
     if job.kind != Kind::Plan
         && let Err(e) = marker::write_result(&root, &result)
     {
-        eprintln!("bootcfg: writing {}: {e}", marker::RESULT_FILE);
+        tracing::error!("writing {}: {e}", marker::RESULT_FILE);
     }
     match (job.common.output, job.kind) {
         (Output::Json, _) => println!(
@@ -506,9 +249,10 @@ fn execute(job: Job) -> u8 {
         (Output::Text, _) => print!("{}", summary(&result)),
     }
     if let Some(e) = &result.error {
-        eprintln!("bootcfg: error: {e}");
+        // fatal: through tracing, so journald records it at priority err
+        tracing::error!("{e}");
     }
-    if result.reboot_required && root.is_host() && job.kind != Kind::Plan && code == 0 {
+    if result.reboot_required && root.is_host() && job.kind != Kind::Plan && code == exit::OK {
         tracing::warn!("a reboot is required; rebooting");
         let runner = ChrootRunner::new(
             PathBuf::from("/"),
@@ -516,42 +260,42 @@ fn execute(job: Job) -> u8 {
             Duration::from_secs(1),
         );
         if let Err(e) = runner.run(&Cmd::new([programs::SYSTEMCTL, "reboot"])) {
-            eprintln!("bootcfg: reboot: {e}");
-            return 1;
+            tracing::error!("reboot: {e}");
+            return exit::FAILED;
         }
     }
     code
 }
 
-fn execute_inner(
-    job: &Job,
-    root: &Root,
-    result: &mut RunResult,
-    child: &std::cell::Cell<Duration>,
-) -> u8 {
+/// What the datasource gave, ready to plan.
+struct Input {
+    iid: String,
+    hostname: String,
+    ud: UserData,
+    identity: Option<String>,
+}
+
+/// Steps 1 and 2: fetch and parse. `Err` is the exit code (the reason is in `result`).
+fn fetch_and_parse(job: &Job, root: &Root, result: &mut RunResult) -> Result<Input, u8> {
     let opts = FetchOptions {
         imds_budget: Duration::from_secs(job.common.imds_timeout),
         imds_request_timeout: Duration::from_secs(job.common.imds_request_timeout.max(1)),
     };
     tracing::info!(datasource = %job.ds.describe(), root = %root.path().display(), "fetching user-data");
-    let fetched = match datasource::fetch(&job.ds, &opts) {
-        Ok(f) => f,
-        Err(e) => {
-            result.error = Some(format!("datasource {}: {e}", job.ds.describe()));
-            return 1;
-        }
-    };
-    let iid = job.instance_id.clone().or(fetched.instance_id.clone());
-    let Some(iid) = iid else {
+    let fetched = datasource::fetch(&job.ds, &opts).map_err(|e| {
+        result.error = Some(format!("datasource {}: {e}", job.ds.describe()));
+        exit::FAILED
+    })?;
+    let Some(iid) = job.instance_id.clone().or(fetched.instance_id.clone()) else {
         result.error = Some("no instance id: pass --instance-id".into());
-        return 2;
+        return Err(exit::USAGE);
     };
     if !marker::valid_instance_id(&iid) {
         result.error = Some(format!(
             "instance id `{iid}` from {} is not usable as a directory name",
             job.ds.describe()
         ));
-        return 1;
+        return Err(exit::FAILED);
     }
     let hostname = job
         .hostname
@@ -575,118 +319,269 @@ fn execute_inner(
         if job.kind == Kind::Plan && job.common.output == Output::Text {
             println!("No user-data from {}: nothing to do.", job.ds.describe());
         }
-        return 0;
+        return Err(exit::OK);
     }
-    let parsed = match schemas::userdata::parse(&fetched.name, &raw) {
-        Ok(p) => p,
-        Err(diags) => {
-            for d in &diags.0 {
-                eprintln!("{d}");
-            }
-            result.outcome = Outcome::InvalidUserData;
-            result.error = Some(format!(
-                "invalid user-data from {} ({} problem(s))",
-                job.ds.describe(),
-                diags.0.len()
-            ));
-            result.warnings = diags.0.iter().map(|d| d.to_string()).collect();
-            return 1;
+    let parsed = schemas::userdata::parse(&fetched.name, &raw).map_err(|diags| {
+        for d in &diags.0 {
+            tracing::error!("{d}");
         }
-    };
+        result.outcome = Outcome::InvalidUserData;
+        result.error = Some(format!(
+            "invalid user-data from {} ({} problem(s))",
+            job.ds.describe(),
+            diags.0.len()
+        ));
+        result.warnings = diags.0.iter().map(|d| d.to_string()).collect();
+        exit::FAILED
+    })?;
+    // keys bootcfg does not handle (`runcmd`, …) are already among the parser's warnings
     for w in &parsed.warnings {
         tracing::warn!("{w}");
         result.warnings.push(w.to_string());
     }
-    let ud = parsed.config;
-    // keys bootcfg does not handle (`runcmd`, …) are already among the parser's warnings
+    Ok(Input {
+        iid,
+        hostname,
+        ud: parsed.config,
+        identity: fetched.identity_rsa2048,
+    })
+}
+
+/// One module after step 3.
+pub struct Planned {
+    pub name: &'static str,
+    /// Skipped by `run`: its marker says it is done for this instance.
+    pub already_done: bool,
+    /// Its actions, or why it cannot be planned (masked).
+    pub actions: Result<Vec<Action>, String>,
+    /// What plan shows for it.
+    pub steps: Vec<Step>,
+}
+
+/// Step 3: plan every module (those `skip` names are left out: done for this instance). One
+/// plan-mode engine walks all of them, so a later module's diff is against what the earlier ones
+/// would have written. Changes nothing; runs nothing.
+pub fn plan_all(
+    ud: &UserData,
+    ctx: &Ctx,
+    runner: &dyn Runner,
+    skip: &dyn Fn(&str) -> bool,
+) -> (Vec<Planned>, bool) {
+    let mut engine = Engine::new(ctx, runner, Mode::Plan);
+    let mut st = PlanState::default();
+    let mut out = Vec::new();
+    for m in modules::all() {
+        let name = m.name();
+        if skip(name) {
+            out.push(Planned {
+                name,
+                already_done: true,
+                actions: Ok(Vec::new()),
+                steps: Vec::new(),
+            });
+            continue;
+        }
+        let first = engine.steps.len();
+        let actions = m.plan(ud, ctx, &mut st).and_then(|actions| {
+            for a in &actions {
+                engine.execute(name, a)?;
+            }
+            Ok(actions)
+        });
+        out.push(Planned {
+            name,
+            already_done: false,
+            actions: actions.map_err(|e| ctx.mask(&e.to_string())),
+            steps: engine.steps[first..].to_vec(),
+        });
+    }
+    (out, engine.reboot_pending)
+}
+
+fn execute_inner(
+    job: &Job,
+    root: &Root,
+    result: &mut RunResult,
+    child: &std::cell::Cell<Duration>,
+) -> u8 {
+    let input = match fetch_and_parse(job, root, result) {
+        Ok(i) => i,
+        Err(code) => return code,
+    };
+    let Input {
+        iid,
+        hostname,
+        ud,
+        identity: rsa2048,
+    } = input;
     let mut ctx = Ctx::new(root.clone(), &iid, &hostname);
     for s in modules::secrets(&ud, &iid) {
         ctx.redactor.add(&s);
     }
-    ctx.set_identity(identity(&job.ds, fetched.identity_rsa2048));
+    ctx.set_identity(identity(&job.ds, rsa2048));
     let runner = ChrootRunner::new(
         root.path().to_owned(),
         ctx.redactor.clone(),
         Duration::from_secs(job.common.lock_timeout),
     );
-    let mode = if job.kind == Kind::Plan {
-        Mode::Plan
-    } else {
-        Mode::Apply
+
+    // 3. plan everything
+    let skip = |name: &str| job.kind == Kind::Run && marker::is_done(root, &iid, name);
+    let (planned, plan_reboot) = {
+        let _g = tracing::info_span!("plan").entered();
+        plan_all(&ud, &ctx, &runner, &skip)
     };
-    // `puppet.instance_identity` without a document: refuse before anything is touched (apply
-    // would otherwise configure apt and packages, then stop at the puppet module every boot).
-    // `plan` shows it as the puppet module's error instead.
-    if mode == Mode::Apply
-        && !(job.kind == Kind::Run && marker::is_done(root, &iid, "puppet"))
-        && let Some(p) = &ud.puppet
-        && let Err(e) = modules::puppet::instance_identity(p, &ctx)
-    {
-        let msg = ctx.mask(&e.to_string());
-        tracing::error!(module = "puppet", "{msg}");
-        for m in modules::all() {
-            let puppet = m.name() == "puppet";
+    let unplannable: Vec<(&str, &String)> = planned
+        .iter()
+        .filter_map(|p| p.actions.as_ref().err().map(|e| (p.name, e)))
+        .collect();
+
+    if job.kind == Kind::Plan {
+        result.reboot_required = plan_reboot;
+        for p in &planned {
             result.modules.push(ModuleResult {
-                name: m.name().to_owned(),
-                status: if puppet {
+                name: p.name.to_owned(),
+                status: if p.actions.is_ok() {
+                    ModuleStatus::Done
+                } else {
+                    ModuleStatus::Failed
+                },
+                duration_ms: 0,
+                error: p.actions.as_ref().err().cloned(),
+                reason: None,
+                steps: p.steps.clone(),
+            });
+        }
+        if job.common.output == Output::Text {
+            print_plan(job, &iid, &hostname, root, result);
+        }
+        return if unplannable.is_empty() {
+            result.outcome = Outcome::Success;
+            exit::OK
+        } else {
+            result.error = Some(unplannable_error(&unplannable));
+            exit::FAILED
+        };
+    }
+    if !unplannable.is_empty() {
+        for p in &planned {
+            let failed = p.actions.is_err();
+            result.modules.push(ModuleResult {
+                name: p.name.to_owned(),
+                status: if p.already_done {
+                    ModuleStatus::AlreadyDone
+                } else if failed {
                     ModuleStatus::Failed
                 } else {
                     ModuleStatus::NotRun
                 },
                 duration_ms: 0,
-                error: puppet.then(|| msg.clone()),
+                error: p.actions.as_ref().err().cloned(),
+                reason: (!failed && !p.already_done)
+                    .then(|| "nothing is changed while a module cannot be planned".to_owned()),
                 steps: Vec::new(),
             });
         }
-        result.error = Some(format!(
-            "module puppet cannot run (nothing was changed): {msg}"
-        ));
-        return 1;
+        result.error = Some(unplannable_error(&unplannable));
+        return exit::FAILED;
     }
-    let mut engine = Engine::new(&ctx, &runner, mode);
-    let mut st = PlanState::default();
-    let mut failed = false;
-    for m in modules::all() {
-        let name = m.name();
-        let t0 = Instant::now();
+
+    // 4. execute
+    let (modules, reboot) = execute_planned(planned, &ctx, &runner, &crate::keys::Keyservers);
+    result.modules = modules;
+    let failed = result
+        .modules
+        .iter()
+        .any(|m| m.status == ModuleStatus::Failed);
+    child.set(runner.child_time());
+    result.reboot_required = reboot;
+    if failed {
+        let errors: Vec<String> = result
+            .modules
+            .iter()
+            .filter_map(|m| {
+                m.error
+                    .as_ref()
+                    .map(|e| format!("module {} failed: {e}", m.name))
+            })
+            .collect();
+        result.error = Some(errors.join("; "));
+        exit::FAILED
+    } else {
+        result.outcome = Outcome::Success;
+        exit::OK
+    }
+}
+
+/// Step 4: carry out the planned modules in order through one apply-mode engine, writing each
+/// module's marker after it succeeded. A module whose needs ([`modules::needs`]) failed or were
+/// not run is not run (with the reason); the others run. Returns each module's result and
+/// whether a reboot is pending.
+pub fn execute_planned(
+    planned: Vec<Planned>,
+    ctx: &Ctx,
+    runner: &dyn Runner,
+    keys: &dyn crate::action::KeySource,
+) -> (Vec<ModuleResult>, bool) {
+    let mut engine = Engine::new(ctx, runner, Mode::Apply).with_keys(keys);
+    let mut results: Vec<ModuleResult> = Vec::new();
+    for p in planned {
+        let name = p.name;
         let mut mr = ModuleResult {
             name: name.to_owned(),
             status: ModuleStatus::Done,
             duration_ms: 0,
             error: None,
+            reason: None,
             steps: Vec::new(),
         };
-        // plan shows every module even after one cannot be planned; apply stops
-        if failed && mode == Mode::Apply {
-            mr.status = ModuleStatus::NotRun;
-            result.modules.push(mr);
-            continue;
-        }
-        if job.kind == Kind::Run && marker::is_done(root, &iid, name) {
+        if p.already_done {
             tracing::info!(module = name, "already done for this instance");
             mr.status = ModuleStatus::AlreadyDone;
-            result.modules.push(mr);
+            results.push(mr);
             continue;
         }
-        let first_step = engine.steps.len();
-        let span = tracing::info_span!("module", name);
-        let _g = span.enter();
-        let outcome = m.plan(&ud, &ctx, &mut st).and_then(|actions| {
-            for a in &actions {
-                engine.execute(name, a)?;
+        let blocked: Vec<&str> = modules::needs(name)
+            .iter()
+            .copied()
+            .filter(|n| {
+                results.iter().any(|r| {
+                    r.name == *n && matches!(r.status, ModuleStatus::Failed | ModuleStatus::NotRun)
+                })
+            })
+            .collect();
+        if !blocked.is_empty() {
+            let why = format!(
+                "it needs {}, which did not succeed; tried again at the next run",
+                blocked.join(", ")
+            );
+            tracing::warn!(module = name, "not run: {why}");
+            mr.status = ModuleStatus::NotRun;
+            mr.reason = Some(why);
+            results.push(mr);
+            continue;
+        }
+        let t0 = Instant::now();
+        let first = engine.steps.len();
+        let outcome = {
+            let _g = tracing::info_span!("module", name).entered();
+            let mut res = Ok(());
+            for a in p.actions.as_deref().unwrap_or_default() {
+                if let Err(e) = engine.execute(name, a) {
+                    res = Err(e);
+                    break;
+                }
             }
-            Ok(())
-        });
-        mr.steps = engine.steps[first_step..].to_vec();
+            res
+        };
+        mr.steps = engine.steps[first..].to_vec();
         mr.duration_ms = t0.elapsed().as_millis() as u64;
         match outcome {
             Ok(()) => {
-                if mode == Mode::Apply
-                    && let Err(e) = marker::mark_done(root, &iid, name)
-                {
+                if let Err(e) = marker::mark_done(&ctx.root, &ctx.instance_id, name) {
                     mr.status = ModuleStatus::Failed;
                     mr.error = Some(format!("writing the marker: {e}"));
-                    failed = true;
+                    tracing::error!(module = name, "writing the marker: {e}");
                 }
             }
             Err(e) => {
@@ -694,42 +589,40 @@ fn execute_inner(
                 tracing::error!(module = name, "{msg}");
                 mr.status = ModuleStatus::Failed;
                 mr.error = Some(msg);
-                failed = true;
             }
         }
-        result.modules.push(mr);
+        results.push(mr);
     }
-    child.set(runner.child_time());
-    result.reboot_required = engine.reboot_pending;
-    if job.kind == Kind::Plan && job.common.output == Output::Text {
-        println!(
-            "Plan for instance {iid} (host {hostname}) from {}, root {}:",
-            job.ds.describe(),
-            root.path().display()
-        );
-        for m in &result.modules {
-            if let Some(e) = &m.error {
-                println!("== {}: cannot be planned: {e}", m.name);
-            } else if m.steps.is_empty() {
-                println!("== {}: nothing to do", m.name);
-            } else {
-                print!("{}", render_steps(&m.steps, Mode::Plan));
-            }
-        }
-        for w in &result.warnings {
-            println!("# warning: {w}");
+    (results, engine.reboot_pending)
+}
+
+/// "module puppet cannot be planned (nothing was changed): …; module apt-sources …"
+fn unplannable_error(failures: &[(&str, &String)]) -> String {
+    failures
+        .iter()
+        .map(|(n, e)| format!("module {n} cannot be planned (nothing was changed): {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `plan`'s text page.
+fn print_plan(job: &Job, iid: &str, hostname: &str, root: &Root, result: &RunResult) {
+    println!(
+        "Plan for instance {iid} (host {hostname}) from {}, root {}:",
+        job.ds.describe(),
+        root.path().display()
+    );
+    for m in &result.modules {
+        if let Some(e) = &m.error {
+            println!("== {}: cannot be planned: {e}", m.name);
+        } else if m.steps.is_empty() {
+            println!("== {}: nothing to do", m.name);
+        } else {
+            print!("{}", render_steps(&m.steps, Mode::Plan));
         }
     }
-    if failed {
-        result.error = result.modules.iter().find_map(|m| {
-            m.error
-                .as_ref()
-                .map(|e| format!("module {} failed: {e}", m.name))
-        });
-        1
-    } else {
-        result.outcome = Outcome::Success;
-        0
+    for w in &result.warnings {
+        println!("# warning: {w}");
     }
 }
 
@@ -757,6 +650,115 @@ fn identity(ds: &Datasource, rsa2048: Option<String>) -> Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::modules::testutil::root;
+    use crate::runner::{CmdOutput, RunError};
+
+    const UD: &str = "#cloud-config
+apt:
+  sources:
+    local:
+      source: deb http://127.0.0.1:9/debian bookworm main
+  debconf_selections:
+    tz: tzdata tzdata/Areas select Europe
+packages: [hello]
+puppet:
+  install: false
+  start_service: false
+  conf:
+    main:
+      server: puppet.example
+";
+
+    /// Fails every command whose argv contains `word`; the others succeed.
+    struct FailOn(&'static str);
+    impl Runner for FailOn {
+        fn run(&self, cmd: &Cmd) -> Result<CmdOutput, RunError> {
+            if cmd.argv.iter().any(|a| a == self.0) {
+                return Err(RunError::Failed {
+                    command: cmd.display(),
+                    status: "exit status: 100".into(),
+                    output: "E: failed".into(),
+                });
+            }
+            Ok(CmdOutput {
+                code: 0,
+                stdout: String::new(),
+                stderr: String::new(),
+                elapsed: Default::default(),
+            })
+        }
+    }
+
+    fn statuses(r: &[ModuleResult]) -> Vec<(String, ModuleStatus)> {
+        r.iter().map(|m| (m.name.clone(), m.status)).collect()
+    }
+
+    /// apt-sources fails: packages and puppet (which need it) are not run, with the reason;
+    /// debconf (which does not) still runs; only the modules that succeeded have markers.
+    #[test]
+    fn a_failed_module_stops_only_the_modules_that_need_it() {
+        let (d, ctx) = root();
+        let ud = schemas::userdata::parse("ud", UD.as_bytes())
+            .unwrap()
+            .config;
+        let runner = FailOn("update");
+        let (planned, _) = plan_all(&ud, &ctx, &runner, &|_| false);
+        assert!(planned.iter().all(|p| p.actions.is_ok()));
+        let (res, _) = execute_planned(planned, &ctx, &runner, &crate::action::NoKeys);
+        use ModuleStatus::*;
+        let want = [
+            ("apt-conf", Done),
+            ("apt-sources", Failed),
+            ("debconf", Done),
+            ("packages", NotRun),
+            ("puppet", NotRun),
+        ];
+        assert_eq!(
+            statuses(&res),
+            want.map(|(n, s)| (n.to_owned(), s)).to_vec()
+        );
+        let puppet = res.iter().find(|m| m.name == "puppet").unwrap();
+        assert!(
+            puppet.reason.as_deref().unwrap().contains("apt-sources"),
+            "{puppet:?}"
+        );
+        let markers = d.path().join("var/lib/bootcfg/instances/i-0abc");
+        for (name, status) in want {
+            assert_eq!(
+                markers.join(format!("{name}.done")).exists(),
+                status == Done,
+                "{name}"
+            );
+        }
+        assert!(!d.path().join("etc/puppet/puppet.conf").exists());
+    }
+
+    /// Every module is planned before anything runs: an error that depends on the root (here
+    /// `ppa:` on Debian) in one module and another in a later module are both reported, and
+    /// nothing is planned to run after them.
+    #[test]
+    fn every_module_is_planned_and_every_failure_reported() {
+        let (_d, ctx) = root();
+        let ud = schemas::userdata::parse(
+            "ud",
+            b"#cloud-config\napt:\n  sources:\n    p:\n      source: ppa:owner/name\npuppet:\n  install: false\n  instance_identity: true\n",
+        )
+        .unwrap()
+        .config;
+        let (planned, _) = plan_all(&ud, &ctx, &FailOn("-"), &|_| false);
+        let failed: Vec<&str> = planned
+            .iter()
+            .filter(|p| p.actions.is_err())
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(
+            failed,
+            ["apt-sources", "puppet"],
+            "{:?}",
+            planned.iter().map(|p| &p.actions).collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn identity_is_available_only_from_imds() {

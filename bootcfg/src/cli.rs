@@ -25,13 +25,13 @@ pub enum Command {
     /// Print the JSON Schema of the user-data bootcfg accepts (for yaml-language-server and editors).
     Schema(crate::validate::SchemaArgs),
     /// Boot mode: pick the datasource, apply once per instance, write a result file.
-    Run(crate::agent::RunArgs),
+    Run(crate::args::RunArgs),
     /// Show every file that would be written (with a diff) and every command that would run. Changes nothing.
-    Plan(crate::agent::PlanArgs),
+    Plan(crate::args::PlanArgs),
     /// Carry out the plan.
-    Apply(crate::agent::ApplyArgs),
+    Apply(crate::args::ApplyArgs),
     /// Show the last run's result.
-    Status(crate::agent::StatusArgs),
+    Status(crate::args::StatusArgs),
     /// Write the man page and shell completions (used to build the Debian package).
     #[command(hide = true)]
     Generate(GenerateArgs),

@@ -17,7 +17,7 @@
 //! - Short ids (8 hex) are accepted with a loud warning: they collide trivially.
 //! - No `gpg` is needed: the keyserver's armored answer is dearmored by [`schemas::pgp`].
 
-use crate::plan::KeyFetch;
+use crate::action::{KeyFetch, KeySource};
 use std::time::Duration;
 
 /// Whether a keyserver (host or URL) is reached in plaintext: `hkp://` or `http://`.
@@ -213,6 +213,15 @@ pub fn fetch(key: &KeyFetch, proxy: Option<&str>) -> Result<Vec<u8>, String> {
     let (cert, fp) = select_certificate(&binary, &id)?;
     tracing::info!(fingerprint = %fp, "fetched key matches the requested id; keeping only its certificate");
     Ok(cert)
+}
+
+/// The real [`KeySource`]: keyservers and Launchpad over HTTPS ([`fetch`]).
+pub struct Keyservers;
+
+impl KeySource for Keyservers {
+    fn fetch(&self, key: &KeyFetch, proxy: Option<&str>) -> Result<Vec<u8>, String> {
+        fetch(key, proxy)
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! - `<root>/var/lib/bootcfg/result.json` (0644, atomic) records the last `run`/`apply`; the
 //!   same document is what `--output json` prints. It holds no secrets (plan steps are redacted).
 
-use crate::plan::Step;
+use crate::action::Step;
 use crate::rootfs::{Root, RootError};
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +52,8 @@ pub enum ModuleStatus {
     /// Skipped: its marker says it already succeeded for this instance (`run` only).
     AlreadyDone,
     Failed,
-    /// Not run because an earlier module failed (it runs at the next attempt).
+    /// Not run: a module it needs failed, or another module cannot be planned (`reason`
+    /// says which); it runs at the next attempt.
     NotRun,
 }
 
@@ -63,6 +64,9 @@ pub struct ModuleResult {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why a `not-run` module was not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[serde(default)]
     pub steps: Vec<Step>,
 }

@@ -5,7 +5,7 @@
 //! invalid or unreadable (a missing file is reported like an invalid one, with its name), 2 usage
 //! error (clap).
 
-use crate::agent::Output;
+use crate::args::Output;
 use schemas::diag::{Diagnostic, Severity};
 use serde::Serialize;
 use std::io::Read as _;

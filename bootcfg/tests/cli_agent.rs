@@ -293,45 +293,68 @@ fn a_second_bootcfg_on_the_same_root_is_refused() {
     assert!(text(&out).contains("another bootcfg"), "{}", text(&out));
 }
 
+/// A module that cannot be planned on this root (puppet.conf's directory is a file) stops the
+/// run before anything is touched: every module is planned first. No marker, no file, and the
+/// next run, after the cause is fixed, does everything.
 #[test]
-fn a_failed_module_has_no_marker_and_is_retried_by_the_next_run() {
+fn a_module_that_cannot_be_planned_changes_nothing_and_the_next_run_does_everything() {
     let root = debian_root();
     let r = root.path().to_str().unwrap();
     seed(root.path(), USER_DATA, "iid-retry");
     // make puppet.conf unwritable: /etc/puppet is a file, not a directory
     std::fs::remove_dir_all(root.path().join("etc/puppet")).unwrap();
     std::fs::write(root.path().join("etc/puppet"), "not a directory").unwrap();
+    let before = snapshot(&root.path().join("etc"));
     let out = bootcfg(&["run", "--root", r, "--output", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["outcome"], "failed");
-    let status = |v: &serde_json::Value, m: &str| {
+    let module = |v: &serde_json::Value, m: &str| {
         v["modules"]
             .as_array()
             .unwrap()
             .iter()
             .find(|x| x["name"] == m)
-            .unwrap()["status"]
+            .unwrap()
+            .clone()
+    };
+    let status =
+        |v: &serde_json::Value, m: &str| module(v, m)["status"].as_str().unwrap().to_owned();
+    assert_eq!(status(&v, "puppet"), "failed");
+    assert_eq!(status(&v, "apt-conf"), "not-run");
+    assert!(
+        module(&v, "apt-conf")["reason"]
             .as_str()
             .unwrap()
-            .to_owned()
-    };
-    assert_eq!(status(&v, "apt-conf"), "done");
-    assert_eq!(status(&v, "puppet"), "failed");
-    let markers = root.path().join("var/lib/bootcfg/instances/iid-retry");
-    assert!(markers.join("apt-conf.done").is_file());
-    assert!(
-        !markers.join("puppet.done").exists(),
-        "no marker for the failed module"
+            .contains("cannot be planned"),
+        "{v}"
     );
-    // the cause is fixed; the next boot retries only what is not done
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("module puppet cannot be planned (nothing was changed)"),
+        "{v}"
+    );
+    assert_eq!(
+        snapshot(&root.path().join("etc")),
+        before,
+        "nothing under /etc changed"
+    );
+    let markers = root.path().join("var/lib/bootcfg/instances/iid-retry");
+    assert!(!markers.exists(), "no marker at all");
+    // the cause is fixed; the next boot does everything
     std::fs::remove_file(root.path().join("etc/puppet")).unwrap();
     let out = bootcfg(&["run", "--root", r, "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status(&v, "apt-conf"), "already-done");
+    assert_eq!(status(&v, "apt-conf"), "done");
     assert_eq!(status(&v, "puppet"), "done");
-    assert!(markers.join("puppet.done").is_file());
+    assert!(markers.join("apt-conf.done").is_file() && markers.join("puppet.done").is_file());
+    // and a third run finds everything done
+    let out = bootcfg(&["run", "--root", r, "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status(&v, "puppet"), "already-done", "{v}");
 }
 
 #[test]
@@ -364,6 +387,12 @@ fn under_systemd_log_lines_carry_syslog_priorities() {
     assert!(
         err.lines()
             .any(|l| l.starts_with("<4>IMDS not answering yet")),
+        "{err}"
+    );
+    // the fatal error reaches the journal at priority err
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("<3>datasource imds:") && l.contains("127.0.0.1")),
         "{err}"
     );
     assert!(

@@ -878,7 +878,7 @@ fn kill_9_at_journal_record_then_rerun_converges(point: &JournalKillPoint) {
         }
         // The state the rerun starts from, as bootcfg reads it (status file + journal).
         let broot = bootcfg::rootfs::Root::new(root.path()).expect("root");
-        let db = bootcfg::plan::DpkgDb::read(&broot).expect("reading dpkg's database");
+        let db = bootcfg::debian::DpkgDb::read(&broot).expect("reading dpkg's database");
         let rec = db
             .records
             .iter()
@@ -912,7 +912,7 @@ fn kill_9_at_journal_record_then_rerun_converges(point: &JournalKillPoint) {
             point.name
         );
         assert_eq!(
-            bootcfg::plan::DpkgDb::read(&broot).expect("dpkg db"),
+            bootcfg::debian::DpkgDb::read(&broot).expect("dpkg db"),
             db,
             "plan changed dpkg's database"
         );

@@ -4,8 +4,8 @@
 //! request goes through the apt proxy. The attacks (a compromised keyserver or anyone on the path
 //! adding keys to the answer) are served by [`answering`].
 
+use bootcfg::action::KeyFetch;
 use bootcfg::keys::fetch;
-use bootcfg::plan::KeyFetch;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};

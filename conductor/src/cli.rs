@@ -30,7 +30,7 @@ pub struct Cli {
     /// Output format of results (stdout); logs always go to stderr.
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub output: Format,
-    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    /// More logging on stderr (-v info, -vv debug); CONDUCTOR_LOG (or RUST_LOG) overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// AWS region (overrides `region:` in the config and AWS_REGION).

@@ -53,14 +53,14 @@ pub fn main_entry() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            tracing::error!("starting the async runtime: {e}");
             return ExitCode::from(exit::FAILED);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tracing::error!("{e:#}");
             let code = if e.downcast_ref::<UsageError>().is_some() {
                 exit::USAGE
             } else {
@@ -72,19 +72,12 @@ pub fn main_entry() -> ExitCode {
 }
 
 fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+    schemas::logging::init("CONDUCTOR_LOG", default);
 }
 
 /// Run one command; returns the exit code.

@@ -7,11 +7,14 @@
 //! - [`oids`]: the one table of Puppet and bootcfg certificate OIDs, and the extension policy.
 //! - [`diag`]: located diagnostics (file, line, column, key path, fix) shared by every validator.
 //! - [`pgp`]: OpenPGP armor decoding, public-key checks and fingerprints (no gpg needed).
+//! - [`logging`] (feature `logging`): the one tracing set-up of the three tools (journald priorities).
 //! - [`registry`] (feature `registry`): where registrations live (`file://` or `s3://`), behind one trait.
 
 pub mod conductor_config;
 pub mod config;
 pub mod diag;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod oids;
 pub mod pgp;
 pub mod registration;

@@ -91,13 +91,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 }
 
 fn init_tracing(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    schemas::logging::init("SIGNER_LOG", default);
 }
 
 /// Entry point used by `main.rs`.
@@ -158,7 +152,7 @@ pub fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e:#}");
+                tracing::error!("{e:#}");
                 ExitCode::from(exit::CONFIG)
             }
         },
@@ -173,7 +167,7 @@ fn run_sweep(cfg: &SignerConfig, output: Output, dry_run: bool, watch: Option<Du
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            tracing::error!("starting the async runtime: {e}");
             return exit::UNAVAILABLE;
         }
     };
@@ -195,7 +189,7 @@ fn run_sweep(cfg: &SignerConfig, output: Output, dry_run: bool, watch: Option<Du
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                     Ok(t) => t,
                     Err(e) => {
-                        eprintln!("error: installing the SIGTERM handler: {e}");
+                        tracing::error!("installing the SIGTERM handler: {e}");
                         return exit::UNAVAILABLE;
                     }
                 };
@@ -243,16 +237,17 @@ fn print_report(r: &Report, output: Output) {
         }
     }
     if let Some(e) = &r.error {
-        eprintln!("error: {e}; nothing more was signed in this run, the next run retries");
+        // fatal for this sweep: through tracing, so journald records it at priority err
+        tracing::error!("{e}; nothing more was signed in this run, the next run retries");
     }
     for i in r
         .items
         .iter()
         .filter(|i| i.decision == crate::audit::Outcome::Incident)
     {
-        eprintln!(
-            "SECURITY INCIDENT: {}: {}",
-            i.certname,
+        tracing::error!(
+            certname = %i.certname,
+            "SECURITY INCIDENT: {}",
             i.reason.as_deref().unwrap_or("")
         );
     }

@@ -21,7 +21,8 @@
 //! - RFC `conf_files` → `/etc/apt/apt.conf.d/<filename>` (0644).
 
 use super::{Module, PlanState};
-use crate::plan::{Action, Content, Ctx, StepError};
+use crate::action::{Action, Content, StepError};
+use crate::ctx::Ctx;
 use schemas::userdata::model::UserData;
 
 pub const CONF_FILE: &str = "/etc/apt/apt.conf.d/94cloud-init-config";

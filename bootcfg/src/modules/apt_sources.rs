@@ -31,7 +31,8 @@
 //!   into `/etc/apt/sources.list`, where apt rejects it.)
 
 use super::{Module, PlanState};
-use crate::plan::{Action, Content, Ctx, KeyFetch, StepError};
+use crate::action::{Action, Content, KeyFetch, StepError};
+use crate::ctx::Ctx;
 use schemas::userdata::model::{KeySource, Mirror, UserData};
 
 pub const KEYRING_DIR: &str = schemas::userdata::model::KEYRING_DIR;

@@ -8,7 +8,8 @@
 //! bootcfg names them in a note instead of a warning buried in a log.
 
 use super::{Module, PlanState};
-use crate::plan::{Action, Ctx, StepError};
+use crate::action::{Action, StepError};
+use crate::ctx::Ctx;
 use crate::runner::{Cmd, programs};
 use schemas::userdata::model::UserData;
 
@@ -74,18 +75,10 @@ impl Module for Debconf {
     }
 }
 
-/// Whether dpkg's status file lists `pkg` as installed (read directly: no command at plan time).
+/// Whether dpkg's database (status file and journal) has `pkg` installed (read directly: no
+/// command at plan time).
 fn is_installed(ctx: &Ctx, pkg: &str) -> bool {
-    let Ok(Some(status)) = ctx.root.read("/var/lib/dpkg/status") else {
-        return false;
-    };
-    let status = String::from_utf8_lossy(&status);
-    status.split("\n\n").any(|stanza| {
-        stanza.lines().any(|l| l == format!("Package: {pkg}"))
-            && stanza
-                .lines()
-                .any(|l| l.starts_with("Status:") && l.ends_with(" installed"))
-    })
+    crate::debian::DpkgDb::read(&ctx.root).is_ok_and(|db| db.is_installed(pkg))
 }
 
 #[cfg(test)]
@@ -165,7 +158,8 @@ mod tests {
     /// only the broken package it installs again, and never touches other broken packages.
     #[test]
     fn interrupted_install_is_purged_before_the_preseed_and_reinstalled() {
-        use crate::plan::{Engine, Mode};
+        use crate::action::Mode;
+        use crate::engine::Engine;
         use crate::runner::{CmdOutput, RunError, Runner};
         use schemas::userdata::model::Package;
         use std::cell::RefCell;
@@ -246,7 +240,8 @@ mod tests {
     /// Without packages to reinstall, a failing repair is an error, not a purge.
     #[test]
     fn failed_repair_of_foreign_packages_is_an_error() {
-        use crate::plan::{Engine, Mode};
+        use crate::action::Mode;
+        use crate::engine::Engine;
         use crate::runner::{CmdOutput, RunError, Runner};
         struct AlwaysFails;
         impl Runner for AlwaysFails {

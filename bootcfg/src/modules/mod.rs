@@ -2,7 +2,7 @@
 //! in the config stage, then `package_update_upgrade_install` and `puppet` in the final stage).
 //!
 //! Each module only *plans*: it turns the user-data into a list of [`Action`]s. The engine in
-//! [`crate::plan`] shows or carries them out, so `plan` and `apply` share one code path.
+//! [`crate::engine`] shows or carries them out, so `plan` and `apply` share one code path.
 
 pub mod apt_conf;
 pub mod apt_sources;
@@ -10,8 +10,9 @@ pub mod debconf;
 pub mod packages;
 pub mod puppet;
 
-use crate::plan::{Action, Ctx, StepError};
-use crate::runner::programs;
+use crate::action::{Action, StepError};
+use crate::ctx::Ctx;
+pub use crate::debian::apt_get;
 use schemas::userdata::model::UserData;
 
 /// State shared between modules while planning one run.
@@ -83,23 +84,33 @@ pub fn all() -> [&'static dyn Module; 5] {
     ]
 }
 
-/// `apt-get` with the options every call uses: keep existing conffiles, assume yes, quiet, and
-/// let apt retry each download 3 times. `DEBIAN_FRONTEND=noninteractive` comes from the runner.
-pub fn apt_get(args: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        programs::APT_GET,
-        "-o",
-        "Dpkg::Options::=--force-confold",
-        "-o",
-        "Acquire::Retries=3",
-        "--assume-yes",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    v.extend(args.iter().map(|s| (*s).to_owned()));
-    v
+/// The modules each module needs, by name: when one of them fails (or is not run) in a run, the
+/// module is not run either, and is tried again at the next run. The others still run, as
+/// cloud-init runs every module. The reasons:
+/// - `apt-sources` needs `apt-conf`: `apt-get update` goes through the configured proxy.
+/// - `debconf` needs nothing: a preseed lands in debconf's database whatever apt can reach.
+/// - `packages` needs all three before it: installing before the sources or the preseed are in
+///   place installs the wrong thing, or with the wrong answers.
+/// - `puppet` needs everything before it: a machine enrolls in Puppet only once it is
+///   configured as asked.
+pub const NEEDS: &[(&str, &[&str])] = &[
+    ("apt-conf", &[]),
+    ("apt-sources", &["apt-conf"]),
+    ("debconf", &[]),
+    ("packages", &["apt-conf", "apt-sources", "debconf"]),
+    (
+        "puppet",
+        &["apt-conf", "apt-sources", "debconf", "packages"],
+    ),
+];
+
+/// What `module` needs ([`NEEDS`]).
+pub fn needs(module: &str) -> &'static [&'static str] {
+    NEEDS
+        .iter()
+        .find(|(n, _)| *n == module)
+        .map(|(_, v)| *v)
+        .unwrap_or(&[])
 }
 
 /// Secrets that must never appear in logs or plan output: proxy credentials and CSR
@@ -140,7 +151,9 @@ pub fn userinfo(url: &str) -> Option<&str> {
 
 #[cfg(test)]
 pub(crate) mod testutil {
-    use crate::plan::{Action, Ctx, Engine, Mode};
+    use crate::action::{Action, Mode};
+    use crate::ctx::Ctx;
+    use crate::engine::Engine;
     use crate::rootfs::Root;
     use crate::runner::{Cmd, CmdOutput, RunError, Runner};
     use std::cell::RefCell;

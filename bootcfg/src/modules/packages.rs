@@ -7,13 +7,14 @@
 //! `/var/lib/dpkg/updates` not empty, packages unpacked or flagged for a reinstall, whatever
 //! installed them) is repaired: `dpkg --configure -a`, packages of any origin that dpkg flags
 //! `reinstreq` are reinstalled from the archive, then `apt-get install -f`
-//! (see [`crate::plan::Action::RecoverDpkg`]; `plan` shows each command). Like cloud-init, upgrade is
+//! (see [`crate::action::Action::RecoverDpkg`]; `plan` shows each command). Like cloud-init, upgrade is
 //! `dist-upgrade`; `update` is implied by `upgrade` or `packages` and skipped when the sources
 //! module already ran one in this run. cloud-init's snap fallback for unknown names is not
 //! offered (Debian images have no snapd); an unknown package fails the module.
 
 use super::{Module, PlanState, apt_get};
-use crate::plan::{Action, Ctx, StepError};
+use crate::action::{Action, StepError};
+use crate::ctx::Ctx;
 use crate::runner::Cmd;
 use schemas::userdata::model::UserData;
 
@@ -116,7 +117,7 @@ mod tests {
         ran: std::cell::RefCell<Vec<String>>,
     }
     impl FakeDpkg {
-        fn write_status(&self, db: &crate::plan::DpkgDb) {
+        fn write_status(&self, db: &crate::debian::DpkgDb) {
             let mut text = String::new();
             for r in &db.records {
                 text.push_str(&format!("Package: {}\n", r.name));
@@ -130,7 +131,7 @@ mod tests {
     }
     impl crate::runner::Runner for FakeDpkg {
         fn run(&self, cmd: &Cmd) -> Result<crate::runner::CmdOutput, crate::runner::RunError> {
-            use crate::plan::DpkgDb;
+            use crate::debian::DpkgDb;
             self.ran.borrow_mut().push(cmd.argv.join(" "));
             let root = crate::rootfs::Root::new(&self.dir).unwrap();
             let mut db = DpkgDb::read(&root).unwrap();
@@ -196,7 +197,8 @@ mod tests {
     /// configures, and goes on. `plan` shows every one of those commands.
     #[test]
     fn a_dependency_left_needing_a_reinstall_is_reinstalled_from_the_archive() {
-        use crate::plan::{Engine, Mode};
+        use crate::action::Mode;
+        use crate::engine::Engine;
         let (d, ctx) = root();
         let dpkg = d.path().join("var/lib/dpkg");
         std::fs::create_dir_all(dpkg.join("updates")).unwrap();
@@ -224,7 +226,7 @@ mod tests {
         }];
         let actions = Packages.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
 
-        let cmds = |steps: &[crate::plan::Step]| -> Vec<String> {
+        let cmds = |steps: &[crate::action::Step]| -> Vec<String> {
             steps
                 .iter()
                 .filter_map(|s| s.command.clone())
@@ -290,7 +292,8 @@ mod tests {
     /// reported, not dpkg's "very bad inconsistent state".
     #[test]
     fn a_reinstall_that_fails_is_the_reported_error() {
-        use crate::plan::{Engine, Mode};
+        use crate::action::Mode;
+        use crate::engine::Engine;
         use crate::runner::{CmdOutput, RunError, Runner};
         struct NoArchive;
         impl Runner for NoArchive {

@@ -34,7 +34,8 @@
 //!   (cloud-init treats it as failure, issue #5747).
 
 use super::{Module, PlanState, apt_get};
-use crate::plan::{Action, Content, Ctx, Identity, StepError};
+use crate::action::{Action, Content, StepError};
+use crate::ctx::{Ctx, Identity};
 use crate::runner::{Cmd, programs};
 use schemas::userdata::model::{InstallType, UserData};
 
@@ -324,11 +325,11 @@ mod tests {
             ctx.redactor.add(&s);
         }
         let rec = Recorder::default();
-        let mut e = crate::plan::Engine::new(&ctx, &rec, crate::plan::Mode::Plan);
+        let mut e = crate::engine::Engine::new(&ctx, &rec, crate::action::Mode::Plan);
         for a in Puppet.plan(&u, &ctx, &mut PlanState::default()).unwrap() {
             e.execute("puppet", &a).unwrap();
         }
-        let text = crate::plan::render_steps(&e.steps, crate::plan::Mode::Plan);
+        let text = crate::report::render_steps(&e.steps, crate::action::Mode::Plan);
         assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains("<redacted>"), "{text}");
         assert!(rec.cmds.borrow().is_empty(), "plan runs nothing");
@@ -421,11 +422,11 @@ mod tests {
         )
         .unwrap();
         let rec = Recorder::default();
-        let mut e = crate::plan::Engine::new(&ctx, &rec, crate::plan::Mode::Plan);
+        let mut e = crate::engine::Engine::new(&ctx, &rec, crate::action::Mode::Plan);
         for a in Puppet.plan(&u, &ctx, &mut PlanState::default()).unwrap() {
             e.execute("puppet", &a).unwrap();
         }
-        let text = crate::plan::render_steps(&e.steps, crate::plan::Mode::Plan);
+        let text = crate::report::render_steps(&e.steps, crate::action::Mode::Plan);
         assert!(text.contains(&format!("+  {IID}: {SHORT}")), "{text}");
         assert!(
             text.contains(&format!(
@@ -447,7 +448,7 @@ mod tests {
         assert_eq!(ctx.mask(&format!("bad: {v}")), format!("bad: {SHORT}"));
         // apply writes the full value, while its steps show it shortened
         let rec = Recorder::default();
-        let mut e = crate::plan::Engine::new(&ctx, &rec, crate::plan::Mode::Apply);
+        let mut e = crate::engine::Engine::new(&ctx, &rec, crate::action::Mode::Apply);
         for a in Puppet.plan(&u, &ctx, &mut PlanState::default()).unwrap() {
             e.execute("puppet", &a).unwrap();
         }
