@@ -5,6 +5,10 @@
 //! non-blocking, and release it immediately (closing the file), once a second, until the deadline.
 //! cloud-init waits a hard-coded 30 s; ours is `--lock-timeout` / `BOOTCFG_LOCK_TIMEOUT`
 //! (default 300 s).
+//!
+//! The lock files are opened with [`crate::rootfs::Root::open_existing_lock_file`], so the lookup
+//! is confined to the root like every other file operation (a symlinked lock file cannot make us
+//! open, or lock, a file outside it).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,22 +25,16 @@ pub const DPKG_LOCKS: &[&str] = &[
 pub fn held_lock(root: &Path) -> Result<Option<&'static str>, String> {
     let root = crate::rootfs::Root::new(root).map_err(|e| e.to_string())?;
     for l in DPKG_LOCKS {
-        let host = root.resolve(l).map_err(|e| e.to_string())?;
-        let f = match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&host)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("{}: {e}", host.display())),
+        // Opened through the root's confined lookup (never created: a missing lock is not held).
+        let Some(f) = root.open_existing_lock_file(l).map_err(|e| e.to_string())? else {
+            continue;
         };
         match rustix::fs::fcntl_lock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => drop(f), // closing releases our probe lock
             Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {
                 return Ok(Some(l));
             }
-            Err(e) => return Err(format!("{}: {e}", host.display())),
+            Err(e) => return Err(format!("{} (in {}): {e}", l, root.path().display())),
         }
     }
     Ok(None)
