@@ -125,7 +125,7 @@ fn repository(line: &str) -> Option<String> {
 /// One step of a module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Write a file (atomically, through [`Root::write`]).
+    /// Write a file (atomically, through [`crate::rootfs::Root::write`]).
     Write {
         path: String,
         content: Content,

@@ -1,7 +1,7 @@
 //! `bootcfg run`, `plan`, `apply` and `status`: the agent, which goes fetch → parse → plan all →
 //! execute.
 //!
-//! run/plan/apply go through one function ([`execute`]):
+//! run/plan/apply go through one function (`execute`):
 //! 1. **fetch** the user-data from the datasource ([`crate::datasource`]);
 //! 2. **parse** and validate it ([`schemas::userdata`]);
 //! 3. **plan every module** in boot order: each turns the user-data into [`Action`]s, and the

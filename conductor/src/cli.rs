@@ -125,7 +125,7 @@ pub struct RegisterArgs {
     /// Number of registrations.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub count: u32,
-    /// Write each user-data to DIR/<certname>.yaml (mode 0600) instead of stdout; needed for
+    /// Write each user-data to DIR/CERTNAME.yaml (mode 0600) instead of stdout; needed for
     /// --count > 1 with text output.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,

@@ -32,7 +32,7 @@ pub const REDACTED: &str = "<redacted>";
 /// The challengePassword attribute (PKCS#9), where Puppet agents put `custom_attributes` secrets.
 pub const CHALLENGE_PASSWORD_OID: &str = "1.2.840.113549.1.9.7";
 /// Bytes of OS randomness in a secret (256 bits; the brief asks for at least 128).
-const SECRET_BYTES: usize = 32;
+pub const SECRET_BYTES: usize = 32;
 
 /// A one-time secret: lowercase hex of [`SECRET_BYTES`] bytes from the OS RNG. Its `Debug` is
 /// redacted, so it cannot reach a log by accident.

@@ -1,4 +1,4 @@
-//! The one place that builds an AWS [`SdkConfig`](aws_config::SdkConfig).
+//! The one place that builds an AWS [`aws_config::SdkConfig`].
 //!
 //! The workspace trims the SDK to a single rustls+ring HTTP stack (no `default-https-client`), so
 //! every config **must** get an explicit HTTP client: without one the SDK panics at the first call
