@@ -72,7 +72,8 @@ pub struct Consumption {
     pub at: DateTime<Utc>,
     /// The signer that consumed it: `autosign@host` or `sweep@host`.
     pub by: String,
-    /// Lowercase hex SHA-256 of the CSR PEM that was signed.
+    /// Lowercase hex SHA-256 of the DER of the CSR that was signed (the bytes its PEM armours;
+    /// `signer::csr::fingerprint`), so a re-wrapped PEM of the same request has the same hash.
     pub csr_sha256: String,
     /// The instance id of the identity document the CSR proved, when it carried one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
