@@ -1,7 +1,10 @@
 //! `bootcfg validate` and `bootcfg schema`.
 //!
 //! `validate` runs exactly the parser the agent runs at boot (`schemas::userdata::parse`), so a
-//! file that passes here is one the agent accepts. Exit codes: 0 every file valid, 1 any file
+//! file that passes here is one the agent accepts. With `--root DIR` it also plans every module
+//! against that root, as the agent does before it changes anything ([`crate::agent::plan_all`]),
+//! so what can only fail on a given machine (`ppa:` on Debian, a missing `$RELEASE`, an
+//! unwritable path) is reported too. Exit codes: 0 every file valid, 1 any file
 //! invalid or unreadable (a missing file is reported like an invalid one, with its name), 2 usage
 //! error (clap).
 
@@ -16,6 +19,8 @@ Examples:
   bootcfg validate examples/userdata-*.yaml
   bootcfg validate --strict --output json user-data.yaml
   base64 -w0 user-data.gz | bootcfg validate -
+
+  bootcfg validate --root /mnt/image user-data.yaml   # also plan it against that root
 
 Input may be #cloud-config, gzip, one-line base64 or MIME multipart (as EC2 gives it).
 conductor and signer configs and PEM certificates are recognised and checked too.
@@ -34,6 +39,11 @@ pub struct ValidateArgs {
     /// Output format: compiler-style text lines, or one JSON document for scripts.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Also plan every module of valid user-data against this root (the machine or mounted
+    /// image it is for), as the agent does first: reports what can only fail there. Changes
+    /// nothing.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 const SCHEMA_HELP: &str = "\
@@ -148,6 +158,68 @@ fn check_in(name: &str, raw: &[u8], strict: bool, base: &std::path::Path) -> Fil
     }
 }
 
+/// The top-level key each module comes from, for the diagnostic's key path.
+fn module_key(module: &str) -> &'static str {
+    match module {
+        "apt-conf" => "apt",
+        "apt-sources" => "apt.sources",
+        "debconf" => "apt.debconf_selections",
+        "packages" => "packages",
+        _ => "puppet",
+    }
+}
+
+/// Runs nothing: planning never runs a command, and validation must not either.
+struct NoCommands;
+
+impl crate::runner::Runner for NoCommands {
+    fn run(
+        &self,
+        cmd: &crate::runner::Cmd,
+    ) -> Result<crate::runner::CmdOutput, crate::runner::RunError> {
+        Err(crate::runner::RunError::Lock(format!(
+            "validate runs no command (asked for `{}`)",
+            cmd.display()
+        )))
+    }
+}
+
+/// The root-dependent checks: plan every module of valid user-data against `root` and report
+/// each module that cannot be planned as an error. Changes nothing under `root`.
+pub fn check_on_root(report: &mut FileReport, raw: &[u8], root: &crate::rootfs::Root) {
+    if report.kind != Kind::UserData || !report.valid {
+        return;
+    }
+    let Ok(parsed) = schemas::userdata::parse(&report.file, raw) else {
+        return;
+    };
+    let mut ctx = crate::ctx::Ctx::new(root.clone(), "i-validate", "validate.invalid");
+    for s in crate::modules::secrets(&parsed.config, "i-validate") {
+        ctx.redactor.add(&s);
+    }
+    // the identity document exists only at boot, from IMDS; its absence here is not an error
+    ctx.set_identity(crate::ctx::Identity::Available(
+        "validate-has-no-instance-identity".to_owned(),
+    ));
+    let (planned, _) = crate::agent::plan_all(&parsed.config, &ctx, &NoCommands, &|_| false);
+    for p in planned {
+        if let Err(e) = p.actions {
+            report.diagnostics.push(Diagnostic::error(
+                &report.file,
+                module_key(p.name),
+                format!(
+                    "module {} cannot be planned on the root {}: {e}",
+                    p.name,
+                    root.path().display()
+                ),
+                "change the user-data, or check that the root is the machine or image it is for",
+            ));
+            report.errors += 1;
+            report.valid = false;
+        }
+    }
+}
+
 fn read(path: &PathBuf) -> Result<(String, Vec<u8>), FileReport> {
     let (name, res) = if path.as_os_str() == "-" {
         let mut buf = Vec::new();
@@ -192,6 +264,18 @@ fn read(path: &PathBuf) -> Result<(String, Vec<u8>), FileReport> {
 }
 
 pub fn validate(args: ValidateArgs) -> u8 {
+    let root = match args
+        .root
+        .as_deref()
+        .map(crate::rootfs::Root::new)
+        .transpose()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bootcfg validate: --root: {e}");
+            return crate::exit::USAGE;
+        }
+    };
     let files: Vec<FileReport> = args
         .files
         .iter()
@@ -201,7 +285,11 @@ pub fn validate(args: ValidateArgs) -> u8 {
                     .parent()
                     .map(std::path::Path::to_path_buf)
                     .unwrap_or_default();
-                check_in(&name, &raw, args.strict, &base)
+                let mut r = check_in(&name, &raw, args.strict, &base);
+                if let Some(root) = &root {
+                    check_on_root(&mut r, &raw, root);
+                }
+                r
             }
             Err(r) => r,
         })
@@ -309,5 +397,38 @@ mod tests {
         assert!(r.kind == Kind::Certificate && !r.valid);
         let r = check("t.txt", b"hello\n", false);
         assert!(r.kind == Kind::UserData && !r.valid);
+    }
+
+    /// `ppa:` is valid user-data, but cannot be planned on Debian: `--root` reports it, at the
+    /// key it comes from, and changes nothing in the root.
+    #[test]
+    fn with_a_root_what_cannot_be_planned_there_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/os-release"),
+            "ID=debian\nVERSION_CODENAME=bookworm\n",
+        )
+        .unwrap();
+        let root = crate::rootfs::Root::new(d.path()).unwrap();
+        let raw = b"#cloud-config\napt:\n  sources:\n    p:\n      source: ppa:owner/name\npuppet:\n  install: false\n  instance_identity: true\n";
+        let mut r = check("u.yaml", raw, false);
+        assert!(r.valid, "{:?}", r.diagnostics);
+        check_on_root(&mut r, raw, &root);
+        assert!(!r.valid && r.errors == 1, "{:?}", r.diagnostics);
+        assert_eq!(r.diagnostics[0].key, "apt.sources");
+        assert!(r.diagnostics[0].message.contains("apt-sources"));
+        let entries: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(entries.len(), 1, "only etc/ is there");
+        // the same user-data on an Ubuntu root plans
+        std::fs::write(
+            d.path().join("etc/os-release"),
+            "ID=ubuntu\nVERSION_CODENAME=noble\n",
+        )
+        .unwrap();
+        let root = crate::rootfs::Root::new(d.path()).unwrap();
+        let mut r = check("u.yaml", raw, false);
+        check_on_root(&mut r, raw, &root);
+        assert!(r.valid, "{:?}", r.diagnostics);
     }
 }
