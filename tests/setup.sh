@@ -24,8 +24,11 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 
 step "Debian packages"
-# Tests also call openssl, procps (kill), util-linux (unshare, setsid, flock) and python3 directly.
-pkgs=(puppetserver puppet-agent debootstrap gnupg dpkg-dev curl ca-certificates libssl-dev pkg-config util-linux openssl procps)
+# Every package the build and the tests need, named (a fresh Debian 12 host with only Rust has
+# none of them): libssl-dev and pkg-config for the openssl crate, python3-venv for moto's venv,
+# gcc for crates that build C. Tests also call openssl, procps (kill), util-linux (unshare,
+# setsid, flock) and python3 directly.
+pkgs=(puppetserver puppet-agent debootstrap gnupg dpkg-dev curl ca-certificates libssl-dev pkg-config gcc util-linux openssl procps python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
