@@ -54,10 +54,10 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => crate::agent::apply(args),
         Command::Status(args) => crate::agent::status(args),
         Command::Generate(args) => match generate(&args) {
-            Ok(()) => 0,
+            Ok(()) => crate::exit::OK,
             Err(e) => {
                 eprintln!("bootcfg generate: {e:#}");
-                1
+                crate::exit::FAILED
             }
         },
     };

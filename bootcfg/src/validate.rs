@@ -304,7 +304,7 @@ pub fn validate(args: ValidateArgs) -> u8 {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("bootcfg: error: serialising the report: {e}");
-                return 1;
+                return crate::exit::FAILED;
             }
         },
         Output::Text => {
@@ -337,18 +337,22 @@ pub fn validate(args: ValidateArgs) -> u8 {
             }
         }
     }
-    if report.valid { 0 } else { 1 }
+    if report.valid {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILED
+    }
 }
 
 pub fn schema(_args: SchemaArgs) -> u8 {
     match serde_json::to_string_pretty(&schemas::userdata::schema::json_schema()) {
         Ok(s) => {
             println!("{s}");
-            0
+            crate::exit::OK
         }
         Err(e) => {
             eprintln!("bootcfg: error: serialising the schema: {e}");
-            1
+            crate::exit::FAILED
         }
     }
 }
