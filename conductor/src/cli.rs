@@ -11,6 +11,8 @@ Examples:
   conductor list -c conductor.yaml
   conductor revoke -c conductor.yaml 0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11
   conductor prune -c conductor.yaml
+  conductor group create -c conductor.yaml web --image ami-0123456789abcdef0 --asg web-asg --max-members 20
+  conductor group user-data -c conductor.yaml web > web-user-data.yaml
 
 Exit codes:
   0  everything succeeded
@@ -85,6 +87,95 @@ pub enum Command {
     /// Remove expired registrations.
     #[command(after_help = "Example:\n  conductor prune -c conductor.yaml")]
     Prune(ConfigArg),
+    /// Enrollment groups: instances launched by Auto Scaling or a launch template, which carry
+    /// no per-instance secret, join Puppet with their AWS-signed identity document.
+    #[command(subcommand, after_help = GROUP_HELP)]
+    Group(GroupCommand),
+}
+
+const GROUP_HELP: &str = "\
+Examples:
+  conductor group create -c conductor.yaml web --asg web-asg --max-members 20
+  conductor group user-data -c conductor.yaml web > web-user-data.yaml
+  conductor group show -c conductor.yaml web --output json
+  conductor group revoke -c conductor.yaml web
+
+A member's certname is `<group>-<instance-id>`; the signer needs `policy.groups.enabled: true`.";
+
+const GROUP_CREATE_HELP: &str = "\
+Example:
+  conductor group create -c conductor.yaml web --image ami-0123456789abcdef0 \\
+      --launch-template lt-0123456789abcdef0 --asg web-asg --max-members 20 --ttl 90d \\
+      --extension pp_role=web --output json
+
+The account is the caller's (sts:GetCallerIdentity) and the region the SDK's (--region,
+`region:`, AWS_REGION). The signer signs a member only when its CSR carries an identity document
+signed by AWS for that account and region, launched from one of the images after the group was
+created, under the certname `<group>-<instance-id>`, and only once per instance; it needs
+`policy.groups.enabled: true` in signer.yaml. A group is never changed after it is created
+(except `revoke`) and its name is never reused.";
+
+/// `conductor group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create an enrollment group (create-only: a name is never reused).
+    #[command(after_help = GROUP_CREATE_HELP)]
+    Create(GroupCreateArgs),
+    /// List enrollment groups: state, members, images, expiry.
+    #[command(after_help = "Example:\n  conductor group list -c conductor.yaml --output json")]
+    List(ConfigArg),
+    /// Show one enrollment group and its members (slot, instance id, certname, when, by whom).
+    #[command(after_help = "Example:\n  conductor group show -c conductor.yaml web --output json")]
+    Show(GroupNameArgs),
+    /// Revoke an enrollment group: the signer refuses every member that has not enrolled yet.
+    /// Certificates already issued stay valid; revoke them on the CA (`puppetserver ca revoke`).
+    #[command(after_help = "Example:\n  conductor group revoke -c conductor.yaml web")]
+    Revoke(GroupNameArgs),
+    /// Print the cloud-config for the group's launch template: certname `<group>-%i`, the group
+    /// attribute and `puppet.instance_identity: true`, and no secret (it can be read by anyone
+    /// who can read the launch template, and that is fine).
+    #[command(
+        after_help = "Example:\n  conductor group user-data -c conductor.yaml web > web-user-data.yaml\n  conductor group user-data -c conductor.yaml web --output json"
+    )]
+    UserData(GroupNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GroupNameArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The group's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupCreateArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The group's name: 1-40 lowercase letters, digits and `-`, starting with a letter. Members'
+    /// certnames are `<NAME>-<instance-id>`.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// An AMI members may be launched from (repeat for several). Default: `launch.image`.
+    #[arg(long = "image", value_name = "AMI")]
+    pub images: Vec<String>,
+    /// The launch template members are launched from (`lt-…`).
+    #[arg(long, value_name = "ID")]
+    pub launch_template: Option<String>,
+    /// The Auto Scaling group members belong to.
+    #[arg(long, value_name = "NAME")]
+    pub asg: Option<String>,
+    /// How many instances may ever join (slots are never given back).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_members: u32,
+    /// How long instances may join: `30d`, `12h` (at most 365d).
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub ttl: String,
+    /// An extension members get, `NAME=VALUE` (repeat; replaces `puppet.extensions` of the
+    /// config, which is the default).
+    #[arg(long = "extension", value_name = "NAME=VALUE")]
+    pub extensions: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,10 +11,15 @@
 //! region and image, and the user-data makes the agent put the AWS-signed instance identity
 //! document into its CSR; an instance EC2 reports in another account is terminated.
 //!
+//! Enrollment groups ([`group`]): `conductor group create` writes a group policy once; the
+//! instances an Auto Scaling group or launch template starts carry `conductor group user-data`
+//! (no secret) and prove who they are with their identity document alone.
+//!
 //! `main.rs` only calls [`main_entry`].
 
 pub mod cli;
 pub mod ec2;
+pub mod group;
 pub mod launch;
 pub mod manage;
 pub mod output;
@@ -108,10 +113,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = load_config(&args.config)?;
             manage::prune(&open_registry(&cfg, &cli).await?, format).await
         }
+        Command::Group(cmd) => group::run(&cli, cmd, format).await,
     }
 }
 
-fn load_config(path: &Path) -> anyhow::Result<ConductorConfig> {
+pub(crate) fn load_config(path: &Path) -> anyhow::Result<ConductorConfig> {
     ConductorConfig::load(path).map_err(|d| UsageError(d.to_string()).into())
 }
 

@@ -49,7 +49,8 @@ impl std::fmt::Display for Proof {
 pub struct Entry {
     pub certname: String,
     pub state: State,
-    /// The record's format version (1: before identity binding).
+    /// The record's format version: for registrations 1 means before identity binding; for
+    /// group members (`group` set) it is the member record's version.
     pub version: u32,
     /// Whether the signer requires the instance identity document for it.
     pub proof: Proof,
@@ -61,6 +62,10 @@ pub struct Entry {
     pub expires_at: DateTime<Utc>,
     pub launched_by: String,
     pub consumed_at: Option<DateTime<Utc>>,
+    /// For a member of an enrollment group: the group (it has no registration; `state` is
+    /// `consumed` from its enrollment on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Read every registration (16 reads in flight). A registration deleted meanwhile is skipped.
@@ -97,6 +102,7 @@ pub async fn entries(registry: &Arc<dyn Registry>) -> anyhow::Result<Vec<Entry>>
                 expires_at: r.expires_at,
                 launched_by: r.launched_by,
                 identity: r.identity,
+                group: None,
             });
         }
     }
@@ -108,8 +114,36 @@ pub async fn entries(registry: &Arc<dyn Registry>) -> anyhow::Result<Vec<Entry>>
     Ok(entries)
 }
 
+/// Every enrolled member of every enrollment group, as list entries.
+pub async fn member_entries(registry: &Arc<dyn Registry>) -> anyhow::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for (g, members) in crate::group::all(registry.as_ref()).await? {
+        for m in members {
+            out.push(Entry {
+                certname: m.certname,
+                state: State::Consumed,
+                version: m.version,
+                proof: Proof::Required,
+                identity: Some(IdentityBinding {
+                    account_id: g.account_id.clone(),
+                    region: g.region.clone(),
+                }),
+                instance_id: Some(m.instance_id),
+                image_id: Some(m.image_id),
+                created_at: m.enrolled_at,
+                expires_at: g.expires_at,
+                launched_by: format!("group {}", g.name),
+                consumed_at: Some(m.enrolled_at),
+                group: Some(g.name.clone()),
+            });
+        }
+    }
+    Ok(out)
+}
+
 pub async fn list(registry: &Arc<dyn Registry>, format: Format) -> anyhow::Result<u8> {
-    let entries = entries(registry).await?;
+    let mut entries = entries(registry).await?;
+    entries.extend(member_entries(registry).await?);
     match format {
         Format::Json => output::print_json(&entries)?,
         Format::Text => {
@@ -122,11 +156,12 @@ pub async fn list(registry: &Arc<dyn Registry>, format: Format) -> anyhow::Resul
                         e.proof.to_string(),
                         e.instance_id.clone().unwrap_or_else(|| "-".into()),
                         e.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        e.group.clone().unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
             output::table(
-                &["CERTNAME", "STATE", "PROOF", "INSTANCE", "EXPIRES"],
+                &["CERTNAME", "STATE", "PROOF", "INSTANCE", "EXPIRES", "GROUP"],
                 &rows,
             );
         }

@@ -111,6 +111,40 @@ pub fn render(cfg: &ConductorConfig, certname: &str, challenge: &str) -> String 
     format!("#cloud-config\n{body}")
 }
 
+/// The `#cloud-config` document for every member of enrollment group `group` (the launch
+/// template's user-data): the same template and Puppet settings as [`render`], but the certname
+/// is the group's scheme (`<group>-%i`, [`schemas::group::certname_template`]), the CSR names
+/// the group (custom attribute [`schemas::oids::ENROLLMENT_GROUP`]) and carries the identity
+/// proof, and there is **no secret**.
+pub fn render_group(cfg: &ConductorConfig, group: &schemas::group::EnrollmentGroup) -> String {
+    let mut doc = cfg.resolved.template.clone();
+    let puppet = mapping_mut(&mut doc, "puppet");
+    let conf = mapping_mut(puppet, "conf");
+    let main = mapping_mut(conf, "main");
+    main.insert(s("server"), s(&cfg.puppet.server));
+    main.insert(s("serverport"), s(&cfg.puppet.port.to_string()));
+    main.insert(
+        s("certname"),
+        s(&schemas::group::certname_template(&group.name)),
+    );
+    conf.insert(s("ca_cert"), s(&cfg.resolved.ca_cert));
+    let mut custom = Mapping::new();
+    custom.insert(s(schemas::oids::ENROLLMENT_GROUP), s(&group.name));
+    let mut extensions = Mapping::new();
+    extensions.insert(s("pp_instance_id"), s("%i"));
+    for (k, v) in &group.extensions {
+        extensions.insert(s(k), s(v));
+    }
+    let mut csr = Mapping::new();
+    csr.insert(s("custom_attributes"), Value::Mapping(custom));
+    csr.insert(s("extension_requests"), Value::Mapping(extensions));
+    puppet.insert(s("csr_attributes"), Value::Mapping(csr));
+    puppet.insert(s("instance_identity"), Value::Bool(true));
+    let body =
+        serde_yaml_ng::to_string(&Value::Mapping(doc)).expect("a YAML mapping always serialises");
+    format!("#cloud-config\n{body}")
+}
+
 /// The bytes to send as EC2 user-data: the text itself, or gzipped when it would pass EC2's
 /// 16 KB limit. Returns the bytes and whether they are gzipped.
 pub fn encode_for_ec2(text: &str) -> anyhow::Result<(Vec<u8>, bool)> {
@@ -234,6 +268,63 @@ mod tests {
                 .instance_identity
         );
         assert!(self_check(&c).is_ok());
+    }
+
+    #[test]
+    fn group_user_data_names_the_group_and_carries_no_secret() {
+        let c = cfg(
+            "user_data_template: |\n  #cloud-config\n  packages: [htop]\n  puppet:\n    package_name: puppet-agent\n",
+        );
+        let now = chrono::Utc::now();
+        let g = schemas::group::EnrollmentGroup {
+            version: schemas::group::GROUP_VERSION,
+            name: "web".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            image_ids: vec!["ami-0123456789abcdef0".into()],
+            launch_template_id: Some("lt-0123456789abcdef0".into()),
+            asg_name: None,
+            extensions: [("pp_role".to_owned(), "web".to_owned())].into(),
+            max_members: 3,
+            created_at: now,
+            expires_at: now + chrono::Duration::days(1),
+            created_by: "t".into(),
+            revoked: None,
+        };
+        let text = render_group(&c, &g);
+        assert!(!text.contains(CHALLENGE_PASSWORD_OID), "{text}");
+        let parsed = schemas::userdata::parse("group", text.as_bytes())
+            .unwrap_or_else(|d| panic!("{d}\n---\n{text}"));
+        let p = parsed.config.puppet.expect("puppet section");
+        assert!(p.instance_identity);
+        let main = p
+            .conf
+            .iter()
+            .find(|(s, _)| s == "main")
+            .map(|(_, kv)| kv.clone())
+            .unwrap_or_default();
+        assert!(
+            main.contains(&("certname".to_owned(), "web-%i".to_owned())),
+            "{main:?}"
+        );
+        let csr = p.csr_attributes.expect("csr_attributes");
+        assert_eq!(
+            csr.custom_attributes
+                .get(schemas::oids::ENROLLMENT_GROUP)
+                .map(String::as_str),
+            Some("web")
+        );
+        assert_eq!(csr.custom_attributes.len(), 1, "no secret");
+        assert_eq!(
+            csr.extension_requests.get("pp_role").map(String::as_str),
+            Some("web")
+        );
+        assert_eq!(
+            csr.extension_requests
+                .get("pp_instance_id")
+                .map(String::as_str),
+            Some("%i")
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`userdata`]: cloud-config user-data (both cloud-init's `apt:` form and the older top-level keys),
 //!   its decoding (base64, gzip, MIME multipart) and validation, normalised into one model.
 //! - [`registration`]: the versioned registration record the conductor writes and the signer consumes.
+//! - [`group`]: enrollment groups (Auto Scaling, launch templates), their members and certname scheme.
 //! - [`conductor_config`], [`signer_config`]: the two YAML configuration files.
 //! - [`oids`]: the one table of Puppet and bootcfg certificate OIDs, and the extension policy.
 //! - [`diag`]: located diagnostics (file, line, column, key path, fix) shared by every validator.
@@ -13,6 +14,7 @@
 pub mod conductor_config;
 pub mod config;
 pub mod diag;
+pub mod group;
 #[cfg(feature = "logging")]
 pub mod logging;
 pub mod oids;

@@ -34,6 +34,12 @@ pub const PP_INSTANCE_ID: &str = "1.3.6.1.4.1.34380.1.1.2";
 /// `1ee1e3b3-5066-4209-93b4-4f76e2528617`.
 pub const INSTANCE_IDENTITY: &str = "2.25.41049724980421354458196321678071596567";
 
+/// bootcfg's CSR attribute naming the enrollment group a CSR asks to join (see
+/// [`crate::group`]): one value, the group's name. An *attribute*, so it never reaches the
+/// certificate. UUID-derived like [`INSTANCE_IDENTITY`]: `106fdf53-88c0-4ff8-8dd4-21f9e45d5e32` (below 2^127, as every OID arc the signer reads must be).
+/// The agent writes it as a `csr_attributes.yaml` custom attribute (`conductor group user-data`).
+pub const ENROLLMENT_GROUP: &str = "2.25.21848522479457575584705804499840491058";
+
 /// Puppet's short names: `ppRegCertExt` 1–26 and the `ppAuthCertExt` names.
 pub const PUPPET_SHORT_NAMES: &[(&str, &str)] = &[
     ("pp_uuid", "1.3.6.1.4.1.34380.1.1.1"),
@@ -243,6 +249,7 @@ mod tests {
                 "1.3.6.1.4.1.34380.2.1",
                 "2.5.29.17",
                 INSTANCE_IDENTITY,
+                ENROLLMENT_GROUP,
                 "pp_Role",
                 "pp_rolee",
                 " pp_role",
@@ -295,6 +302,8 @@ mod tests {
     #[test]
     fn canonical_dotted_oids() {
         assert!(is_canonical_dotted(INSTANCE_IDENTITY));
+        assert!(is_canonical_dotted(ENROLLMENT_GROUP));
+        assert_ne!(ENROLLMENT_GROUP, INSTANCE_IDENTITY);
         assert!(is_canonical_dotted("2.5.29.17"));
         for bad in ["1", "1..2", "1.02", "3.1", "1.40", ".1.2", "1.2.", "1.2.a"] {
             assert!(!is_canonical_dotted(bad), "{bad}");

@@ -207,6 +207,27 @@ pub struct Policy {
     /// is for: the CA accepts no second request for a name while one is pending.
     #[serde(default = "yes")]
     pub evict_squatting_requests: bool,
+    /// Enrollment groups (Auto Scaling groups, launch templates; see signer/README.md,
+    /// "Enrollment groups").
+    #[serde(default)]
+    pub groups: GroupPolicy,
+}
+
+/// How CSRs that name an enrollment group are treated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPolicy {
+    /// Sign members of enrollment groups at all. Off by default: a CSR naming a group is then
+    /// refused whatever the registry holds. Group members always need the identity proof, from
+    /// an account on `policy.identity.accounts`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Also require that Auto Scaling (`DescribeAutoScalingInstances`, in the group's Region)
+    /// shows the instance `Pending` or `InService` in the group's Auto Scaling group, launched
+    /// from its launch template when the group names one. Groups without `--asg` are then
+    /// refused. Needs `autoscaling:DescribeAutoScalingInstances`; a failed call signs nothing.
+    #[serde(default)]
+    pub asg_membership: bool,
 }
 
 impl Policy {
@@ -273,6 +294,7 @@ impl Default for Policy {
             max_csr_bytes: default_max_csr_bytes(),
             identity: IdentityPolicy::default(),
             evict_squatting_requests: true,
+            groups: GroupPolicy::default(),
         }
     }
 }

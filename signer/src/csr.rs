@@ -13,9 +13,10 @@ use schemas::signer_config::{EcCurve, Policy};
 
 pub use schemas::oids::{
     ARC_PP_AUTH, CHALLENGE_PASSWORD as OID_CHALLENGE_PASSWORD,
-    EXTENSION_REQUEST as OID_EXTENSION_REQUEST, INSTANCE_IDENTITY as OID_INSTANCE_IDENTITY,
-    MS_EXTENSION_REQUEST as OID_MS_EXTENSION_REQUEST, PP_INSTANCE_ID as OID_PP_INSTANCE_ID,
-    PP_UUID as OID_PP_UUID, SUBJECT_ALT_NAME as OID_SUBJECT_ALT_NAME,
+    ENROLLMENT_GROUP as OID_ENROLLMENT_GROUP, EXTENSION_REQUEST as OID_EXTENSION_REQUEST,
+    INSTANCE_IDENTITY as OID_INSTANCE_IDENTITY, MS_EXTENSION_REQUEST as OID_MS_EXTENSION_REQUEST,
+    PP_INSTANCE_ID as OID_PP_INSTANCE_ID, PP_UUID as OID_PP_UUID,
+    SUBJECT_ALT_NAME as OID_SUBJECT_ALT_NAME,
 };
 
 /// One requested extension: its OID and the content of its extnValue OCTET STRING.
@@ -44,6 +45,9 @@ pub struct Csr {
     /// Values of the instance identity attribute ([`OID_INSTANCE_IDENTITY`]), across all such
     /// attributes: exactly one is accepted. Public data (the signed document), not a secret.
     pub identity: Vec<Vec<u8>>,
+    /// Values of the enrollment group attribute ([`OID_ENROLLMENT_GROUP`]), across all such
+    /// attributes. A CSR with any is decided as a group member (exactly one is accepted).
+    pub group: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Csr {
@@ -58,6 +62,7 @@ impl std::fmt::Debug for Csr {
             )
             .field("extensions", &self.extensions)
             .field("identity_values", &self.identity.len())
+            .field("group_values", &self.group.len())
             .finish()
     }
 }
@@ -221,6 +226,7 @@ pub fn parse(pem: &[u8], policy: &Policy) -> Result<Csr, CsrError> {
         challenge_values: attrs.challenge_values,
         extensions: attrs.extensions,
         identity: attrs.identity,
+        group: attrs.group,
     })
 }
 
@@ -900,6 +906,7 @@ struct Attributes {
     challenge_values: usize,
     extensions: Vec<ExtRequest>,
     identity: Vec<Vec<u8>>,
+    group: Vec<Vec<u8>>,
 }
 
 /// The attributes `[0]` of the CertificationRequestInfo (already checked for DER).
@@ -909,6 +916,7 @@ fn read_attributes(field: der::Tlv<'_>) -> Result<Attributes, der::DerError> {
         challenge_values: 0,
         extensions: Vec::new(),
         identity: Vec::new(),
+        group: Vec::new(),
     };
     // `[0] IMPLICIT SET OF Attribute`: a SET OF under another tag, so sorted too.
     let attrs = der::children(field.value)?;
@@ -944,6 +952,11 @@ fn read_attributes(field: der::Tlv<'_>) -> Result<Attributes, der::DerError> {
             OID_INSTANCE_IDENTITY => {
                 for v in values {
                     out.identity.push(der::lenient_string(v)?);
+                }
+            }
+            OID_ENROLLMENT_GROUP => {
+                for v in values {
+                    out.group.push(der::lenient_string(v)?);
                 }
             }
             // Other custom attributes never reach the certificate.

@@ -25,6 +25,17 @@
 //!    enrolls once, across all registrations), then the registration is marked consumed (with the
 //!    CSR's SHA-256 and the instance id) by a conditional write.
 //!
+//! **Enrollment groups.** A CSR carrying the group attribute ([`csr::OID_ENROLLMENT_GROUP`]) is
+//! decided against the group instead of a registration ([`check_group`], `Decider::enroll`): with
+//! `policy.groups.enabled`, the group exists and is active; no challengePassword; exactly one
+//! identity proof whose document matches the group's account (also on
+//! `policy.identity.accounts`), Region and images and was launched during the group's lifetime;
+//! the certname is `<group>-<instanceId>` ([`schemas::group::member_certname`]); the extensions
+//! are the group's; with `policy.groups.asg_membership`, Auto Scaling shows the instance in the
+//! group's ASG ([`crate::asg`]); the group is not full. Then, create-only and in this order: the
+//! instance claim (a holder unique to this attempt), a free member slot, and a fresh read of the
+//! group (revoked meanwhile: refused). No retry rule applies to members.
+//!
 //! **Retry rule (sweep only).** If a registration is already consumed *by this exact CSR* (same
 //! SHA-256 fingerprint) and is still unexpired, the sweep may sign again: this covers a hook that
 //! consumed and then ran out of time, and a sweep whose PUT failed after consuming. A different CSR
@@ -37,6 +48,7 @@
 use crate::csr::{self, Csr, CsrError};
 use crate::identity::TrustedCerts;
 use chrono::{DateTime, Utc};
+use schemas::group::{EnrollmentGroup, GroupState, Member};
 use schemas::oids::{registrable_extension, short_name};
 use schemas::registration::{Consumption, Registration, State, check_certname};
 use schemas::registry::{Registry, RegistryError, Version};
@@ -56,6 +68,9 @@ pub enum Check {
     Forbidden,
     Extensions,
     Identity,
+    /// Enrollment groups: the group named by the CSR is missing, revoked, expired or full, or
+    /// group enrollment is off.
+    Group,
     Consume,
     Ca,
 }
@@ -92,12 +107,34 @@ pub enum Mode {
     Sweep,
 }
 
-/// An approved CSR, with the registration read for it and that record's version (for the CAS).
+/// What an approval rests on.
+#[derive(Debug, Clone)]
+pub enum Basis {
+    /// A registration, and that record's version (for the CAS).
+    Registration {
+        registration: Registration,
+        version: Version,
+    },
+    /// Membership of an enrollment group, proven by the identity document.
+    Group(GroupJoin),
+}
+
+/// A CSR that passed every check of a group: what its enrollment records.
+#[derive(Debug, Clone)]
+pub struct GroupJoin {
+    pub group: EnrollmentGroup,
+    pub certname: String,
+    pub instance_id: String,
+    pub image_id: String,
+    pub pending_time: DateTime<Utc>,
+}
+
+/// An approved CSR and what it rests on.
 #[derive(Debug, Clone)]
 pub struct Approval {
-    pub registration: Registration,
-    pub version: Version,
+    pub basis: Basis,
     /// The registration was already consumed by this very CSR (retry rule); nothing to consume.
+    /// Never for group members: only the call that claimed the instance signs it.
     pub retry: bool,
     /// The instance id the CSR's identity proof showed, if it carried one.
     pub instance_id: Option<String>,
@@ -122,6 +159,8 @@ pub enum DecideError {
     Registry(#[from] RegistryError),
     #[error("registry {location} did not answer within {limit:?}")]
     RegistryTimeout { location: String, limit: Duration },
+    #[error("{0}")]
+    AutoScaling(String),
 }
 
 /// Decides CSRs against one registry and one policy.
@@ -137,6 +176,9 @@ pub struct Decider<'a> {
     /// How long after a consumption the sweep may sign the same CSR again (retry rule). Keeps the
     /// sweep from racing the CA signing right after the hook that consumed it exited 0.
     pub retry_grace: chrono::Duration,
+    /// Auto Scaling, asked when `policy.groups.asg_membership` is on (`None`: every group member
+    /// is then refused).
+    pub membership: Option<&'a dyn crate::asg::Membership>,
 }
 
 impl Decider<'_> {
@@ -180,6 +222,17 @@ impl Decider<'_> {
             }
         };
         ev.csr_sha256.clone_from(&csr.sha256);
+        if !csr.group.is_empty() {
+            ev.verdict = self.evaluate_group(&csr, certname, now).await?;
+            return Ok(ev);
+        }
+        if let Err(e) = check_certname(certname) {
+            ev.verdict = reject(
+                Check::Input,
+                format!("certname {e}, and the CSR names no enrollment group"),
+            );
+            return Ok(ev);
+        }
         let Some((reg, version)) = self.bounded(self.registry.get(certname)).await? else {
             ev.verdict = reject(
                 Check::Registration,
@@ -202,8 +255,10 @@ impl Decider<'_> {
         .and_then(|retry| {
             let proof = check_identity(&csr, &reg, self.policy, self.trust, now)?;
             Ok(Approval {
-                registration: reg,
-                version,
+                basis: Basis::Registration {
+                    registration: reg,
+                    version,
+                },
                 retry,
                 instance_id: proof.instance_id,
                 note: proof.note,
@@ -213,9 +268,18 @@ impl Decider<'_> {
     }
 
     fn offline_checks(&self, certname: &str, pem: &[u8]) -> Result<Csr, Rejection> {
-        if let Err(e) = check_certname(certname) {
-            // The CA has already validated the syntax; only registered (UUID) names can pass.
-            return reject(Check::Input, format!("certname {e}"));
+        if check_certname(certname).is_err()
+            && schemas::group::parse_member_certname(certname).is_none()
+        {
+            // The CA has already validated the syntax; only registered (UUID) names and group
+            // member names (`<group>-<instance-id>`) can pass.
+            return reject(
+                Check::Input,
+                format!(
+                    "certname `{}` is neither a lowercase hyphenated UUID (a registration) nor `<group>-<instance-id>` (an enrollment group member)",
+                    truncate(certname)
+                ),
+            );
         }
         let csr = csr::parse(pem, self.policy).map_err(|e| Rejection {
             check: match e {
@@ -236,6 +300,174 @@ impl Decider<'_> {
         Ok(csr)
     }
 
+    /// Checks for a CSR that names an enrollment group (no write).
+    async fn evaluate_group(
+        &self,
+        csr: &Csr,
+        certname: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Approval, Rejection>, DecideError> {
+        let name = match group_name(csr, self.policy) {
+            Ok(n) => n,
+            Err(r) => return Ok(Err(r)),
+        };
+        let Some((group, _)) = self.bounded(self.registry.get_group(&name)).await? else {
+            return Ok(reject(
+                Check::Group,
+                format!(
+                    "no enrollment group `{name}` in {}",
+                    self.registry.location()
+                ),
+            ));
+        };
+        let join = match check_group(csr, certname, &group, self.policy, self.trust, now) {
+            Ok(j) => j,
+            Err(r) => return Ok(Err(r)),
+        };
+        if self.policy.groups.asg_membership {
+            let Some(asg) = self.membership else {
+                return Ok(reject(
+                    Check::Group,
+                    "policy.groups.asg_membership is on but this signer has no Auto Scaling client",
+                ));
+            };
+            let found = match tokio::time::timeout(
+                self.registry_deadline,
+                asg.instance(&group.region, &join.instance_id),
+            )
+            .await
+            {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => return Err(DecideError::AutoScaling(e)),
+                Err(_) => {
+                    return Err(DecideError::AutoScaling(format!(
+                        "Auto Scaling did not answer within {:?} for {}",
+                        self.registry_deadline, join.instance_id
+                    )));
+                }
+            };
+            if let Err(r) = crate::asg::check(&group, &join.instance_id, found.as_ref()) {
+                return Ok(Err(r));
+            }
+        }
+        // A cheap refusal before anything is written; the slots decide for real in `enroll`.
+        let taken = self.bounded(self.registry.list_slots(&name)).await?.len();
+        if taken >= group.max_members as usize {
+            return Ok(reject(
+                Check::Group,
+                format!(
+                    "enrollment group `{name}` is full ({taken} of {} members)",
+                    group.max_members
+                ),
+            ));
+        }
+        let note = format!(
+            "enrollment group `{name}`: instance {} from {}",
+            join.instance_id, join.image_id
+        );
+        Ok(Ok(Approval {
+            instance_id: Some(join.instance_id.clone()),
+            basis: Basis::Group(join),
+            retry: false,
+            note: Some(note),
+        }))
+    }
+
+    /// Record a group member, in the order that fails closed (see [`schemas::group`]): claim the
+    /// instance (a holder unique to this attempt), take the lowest free slot, read the group
+    /// again. Any refusal after the claim leaves the instance claimed and unsigned.
+    async fn enroll(
+        &self,
+        join: &GroupJoin,
+        csr_sha256: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Version, Rejection>, DecideError> {
+        let name = join.group.name.as_str();
+        let mut nonce = [0u8; 16];
+        if let Err(e) = openssl::rand::rand_bytes(&mut nonce) {
+            return Ok(reject(
+                Check::Consume,
+                format!("no randomness for the instance claim: {e}"),
+            ));
+        }
+        let holder = schemas::group::claim_holder(&join.certname, &hex::encode(nonce));
+        let got = self
+            .bounded(self.registry.claim_instance(&join.instance_id, &holder))
+            .await?;
+        if got != holder {
+            // Enrolled under this very certname (most often: this CSR, approved by the hook a
+            // moment ago and not signed by the CA yet, seen by a concurrent sweep): a `consume`
+            // refusal, which the sweep never evicts, so the CA still signs the approved request.
+            // Under another name (a registration's): the proof names an instance that is not
+            // this certname's, an `identity` refusal.
+            let held_by = schemas::group::holder_certname(&got);
+            let check = if held_by == join.certname {
+                Check::Consume
+            } else {
+                Check::Identity
+            };
+            return Ok(reject(
+                check,
+                format!(
+                    "instance {} already enrolled as {held_by}; an instance enrolls exactly once",
+                    join.instance_id,
+                ),
+            ));
+        }
+        let taken: BTreeSet<u32> = self
+            .bounded(self.registry.list_slots(name))
+            .await?
+            .into_iter()
+            .collect();
+        let mut slot = None;
+        for n in (0..join.group.max_members).filter(|n| !taken.contains(n)) {
+            let member = Member {
+                version: schemas::group::MEMBER_VERSION,
+                group: name.to_owned(),
+                slot: n,
+                instance_id: join.instance_id.clone(),
+                certname: join.certname.clone(),
+                image_id: join.image_id.clone(),
+                pending_time: join.pending_time,
+                csr_sha256: csr_sha256.to_owned(),
+                enrolled_at: now,
+                by: self.who.clone(),
+            };
+            if self.bounded(self.registry.take_slot(&member)).await? {
+                slot = Some(n);
+                break;
+            }
+        }
+        let Some(slot) = slot else {
+            return Ok(reject(
+                Check::Group,
+                format!(
+                    "enrollment group `{name}` filled up while deciding (all {} slots taken); instance {} stays claimed and unsigned",
+                    join.group.max_members, join.instance_id
+                ),
+            ));
+        };
+        // Revoked meanwhile? Every enrollment that reads the group after a revocation is refused.
+        match self.bounded(self.registry.get_group(name)).await? {
+            Some((g, _)) if g.state(now) == GroupState::Active => {
+                tracing::info!(group = name, slot, instance_id = %join.instance_id, "enrolled");
+                Ok(Ok(Version(format!("{name}/slots/{slot}"))))
+            }
+            Some((g, _)) => Ok(reject(
+                Check::Group,
+                format!(
+                    "enrollment group `{name}` became {} while deciding; instance {} stays claimed (slot {slot}) and unsigned",
+                    g.state(now),
+                    join.instance_id
+                ),
+            )),
+            None => Ok(reject(
+                Check::Group,
+                format!("enrollment group `{name}` disappeared while deciding; not signing"),
+            )),
+        }
+    }
+
     /// Check 7: mark the registration consumed by this CSR with a compare-and-swap. A `Conflict`
     /// (someone else wrote it since we read it) or `NotFound` is a rejection; other registry errors
     /// are infrastructure failures.
@@ -245,7 +477,14 @@ impl Decider<'_> {
         csr_sha256: &str,
         now: DateTime<Utc>,
     ) -> Result<Result<Version, Rejection>, DecideError> {
-        let certname = approval.registration.certname.as_str();
+        let (registration, version) = match &approval.basis {
+            Basis::Registration {
+                registration,
+                version,
+            } => (registration, version),
+            Basis::Group(join) => return self.enroll(join, csr_sha256, now).await,
+        };
+        let certname = registration.certname.as_str();
         if let Some(iid) = &approval.instance_id {
             let holder = self
                 .bounded(self.registry.claim_instance(iid, certname))
@@ -260,19 +499,16 @@ impl Decider<'_> {
             }
         }
         if approval.retry {
-            return Ok(Ok(approval.version.clone()));
+            return Ok(Ok(version.clone()));
         }
-        let mut rec = approval.registration.clone();
+        let mut rec = registration.clone();
         rec.consumed = Some(Consumption {
             at: now,
             by: self.who.clone(),
             csr_sha256: csr_sha256.to_owned(),
             instance_id: approval.instance_id.clone(),
         });
-        match self
-            .bounded(self.registry.update(&rec, &approval.version))
-            .await
-        {
+        match self.bounded(self.registry.update(&rec, version)).await {
             Ok(v) => Ok(Ok(v)),
             Err(DecideError::Registry(RegistryError::Conflict(_))) => Ok(reject(
                 Check::Consume,
@@ -379,6 +615,230 @@ pub fn check_against(
         }
         Some(_) => {}
     }
+    // 5-6. forbidden, extensions
+    let pp_instance = match &reg.instance_id {
+        Some(id) => PpInstance::Expect(id.as_str()),
+        // Bound by the identity proof instead (check 7 compares it with the document).
+        None if policy.instance_id_without_registered || reg.identity.is_some() => PpInstance::Skip,
+        None => PpInstance::Refuse,
+    };
+    check_requested(
+        csr,
+        certname,
+        &reg.allowed_extensions,
+        pp_instance,
+        "registration",
+    )?;
+    Ok(retry)
+}
+
+/// The group a CSR names: exactly one value of [`csr::OID_ENROLLMENT_GROUP`], a valid name,
+/// with group enrollment turned on.
+fn group_name(csr: &Csr, policy: &Policy) -> Result<String, Rejection> {
+    if !policy.groups.enabled {
+        return reject(
+            Check::Group,
+            "the CSR names an enrollment group and policy.groups.enabled is off; turn it on in signer.yaml to sign group members",
+        );
+    }
+    let [value] = csr.group.as_slice() else {
+        return reject(
+            Check::Input,
+            format!(
+                "the CSR carries {} enrollment group values (attribute {}); exactly one is accepted",
+                csr.group.len(),
+                csr::OID_ENROLLMENT_GROUP
+            ),
+        );
+    };
+    let name = String::from_utf8(value.clone()).map_err(|_| Rejection {
+        check: Check::Input,
+        reason: "the enrollment group attribute is not UTF-8".into(),
+    })?;
+    schemas::group::check_group_name(&name).map_err(|e| Rejection {
+        check: Check::Input,
+        reason: e,
+    })?;
+    Ok(name)
+}
+
+/// Every check of a group member that needs no write: the group is active; no secret; the
+/// identity proof verifies and its document matches the group (account, Region, image, launch
+/// time); the certname is the scheme's for the document's instance id; the extensions are the
+/// group's.
+pub fn check_group(
+    csr: &Csr,
+    certname: &str,
+    group: &EnrollmentGroup,
+    policy: &Policy,
+    trust: &TrustedCerts,
+    now: DateTime<Utc>,
+) -> Result<GroupJoin, Rejection> {
+    let name = &group.name;
+    match group.state(now) {
+        GroupState::Active => {}
+        GroupState::Revoked => {
+            let r = group
+                .revoked
+                .as_ref()
+                .expect("revoked state has a revocation");
+            return reject(
+                Check::Group,
+                format!(
+                    "enrollment group `{name}` was revoked at {} by {}",
+                    r.at.to_rfc3339(),
+                    r.by
+                ),
+            );
+        }
+        GroupState::Expired => {
+            return reject(
+                Check::Group,
+                format!(
+                    "enrollment group `{name}` expired at {}",
+                    group.expires_at.to_rfc3339()
+                ),
+            );
+        }
+    }
+    if csr.challenge_values > 0 {
+        return reject(
+            Check::Secret,
+            "the CSR names an enrollment group and also carries a challengePassword; group members carry no secret (is the user-data mixing `conductor register` and `conductor group user-data`?)",
+        );
+    }
+    let blob = match csr.identity.as_slice() {
+        [one] => one,
+        [] => {
+            return reject(
+                Check::Identity,
+                format!(
+                    "enrollment group members must carry the instance identity proof (attribute {}) and the CSR has none; was bootcfg run with `puppet.instance_identity: true` on EC2?",
+                    csr::OID_INSTANCE_IDENTITY
+                ),
+            );
+        }
+        many => {
+            return reject(
+                Check::Identity,
+                format!(
+                    "the CSR carries {} instance identity proofs; exactly one is accepted",
+                    many.len()
+                ),
+            );
+        }
+    };
+    let v = crate::identity::verify(blob, trust).map_err(|e| Rejection {
+        check: Check::Identity,
+        reason: e,
+    })?;
+    let d = &v.doc;
+    if schemas::registration::check_instance_id(&d.instance_id).is_err() {
+        return reject(
+            Check::Identity,
+            format!(
+                "signed identity document has an unusable instanceId `{}`",
+                truncate(&d.instance_id)
+            ),
+        );
+    }
+    let mismatch = |what: &str, got: &str, want: &str| {
+        reject::<GroupJoin>(
+            Check::Identity,
+            format!(
+                "signed identity document {what} `{}` is not the enrollment group `{name}`'s {} (instance {}, signer {} serial {})",
+                truncate(got),
+                truncate(want),
+                d.instance_id,
+                v.signer_region,
+                v.signer_serial
+            ),
+        )
+    };
+    if !policy.identity.accounts.contains(&d.account_id) {
+        return reject(
+            Check::Identity,
+            format!(
+                "account {} of instance {} is not on policy.identity.accounts; add it to signer.yaml if that account's instances may enroll",
+                truncate(&d.account_id),
+                d.instance_id
+            ),
+        );
+    }
+    if d.account_id != group.account_id {
+        return mismatch("accountId", &d.account_id, &group.account_id);
+    }
+    if d.region != group.region {
+        return mismatch("region", &d.region, &group.region);
+    }
+    if !group.image_ids.contains(&d.image_id) {
+        return mismatch("imageId", &d.image_id, &group.image_ids.join(", "));
+    }
+    let want = group.member_certname(&d.instance_id);
+    if certname != want {
+        return reject(
+            Check::Identity,
+            format!(
+                "certname `{}` is not `{want}`, the name enrollment group `{name}` gives instance {} (`<group>-<instance-id>`)",
+                truncate(certname),
+                d.instance_id
+            ),
+        );
+    }
+    let skew = chrono::Duration::from_std(policy.identity.clock_skew)
+        .unwrap_or_else(|_| chrono::Duration::minutes(2));
+    let (earliest, latest) = (group.created_at - skew, group.expires_at.min(now) + skew);
+    if d.pending_time < earliest || d.pending_time > latest {
+        return reject(
+            Check::Identity,
+            format!(
+                "instance {} was launched at {} (pendingTime), outside enrollment group `{name}`'s lifetime {} .. {} (± {}s clock skew); instances launched before the group existed cannot join it",
+                d.instance_id,
+                d.pending_time.to_rfc3339(),
+                group.created_at.to_rfc3339(),
+                group.expires_at.to_rfc3339(),
+                skew.num_seconds()
+            ),
+        );
+    }
+    check_requested(
+        csr,
+        certname,
+        &group.extensions,
+        PpInstance::Expect(&d.instance_id),
+        "group",
+    )?;
+    Ok(GroupJoin {
+        group: group.clone(),
+        certname: want,
+        instance_id: d.instance_id.clone(),
+        image_id: d.image_id.clone(),
+        pending_time: d.pending_time,
+    })
+}
+
+/// What `pp_instance_id` in a CSR must be.
+#[derive(Debug, Clone, Copy)]
+enum PpInstance<'a> {
+    /// Exactly this instance id.
+    Expect(&'a str),
+    /// Checked elsewhere (against the identity document).
+    Skip,
+    /// Not allowed: nothing to check it against.
+    Refuse,
+}
+
+/// Checks 5-6: no subjectAltName other than `DNS:<certname>`, nothing from the authorization
+/// arc, each extension requested once and allowed by `allowed` with that exact value,
+/// `pp_uuid` = certname, `pp_instance_id` as `pp_instance` says. `source` names what allows
+/// them (`registration`, `group`) in reasons.
+fn check_requested(
+    csr: &Csr,
+    certname: &str,
+    allowed: &std::collections::BTreeMap<String, String>,
+    pp_instance: PpInstance<'_>,
+    source: &str,
+) -> Result<(), Rejection> {
     // 5. forbidden: SAN other than DNS:<certname>, authorization arc
     for ext in &csr.extensions {
         if ext.oid == csr::OID_SUBJECT_ALT_NAME {
@@ -431,21 +891,17 @@ pub fn check_against(
         };
         let expected: Option<&str> = match ext.oid.as_str() {
             csr::OID_PP_UUID => Some(certname),
-            csr::OID_PP_INSTANCE_ID => match &reg.instance_id {
-                Some(id) => Some(id.as_str()),
-                // Bound by the identity proof instead (check 7 compares it with the document).
-                None if policy.instance_id_without_registered || reg.identity.is_some() => {
-                    continue;
-                }
-                None => {
+            csr::OID_PP_INSTANCE_ID => match pp_instance {
+                PpInstance::Expect(id) => Some(id),
+                PpInstance::Skip => continue,
+                PpInstance::Refuse => {
                     return reject(
                         Check::Extensions,
                         "pp_instance_id requested but the registration has no instance id (policy.instance_id_without_registered is off)",
                     );
                 }
             },
-            oid => reg
-                .allowed_extensions
+            oid => allowed
                 .iter()
                 .find(|(k, _)| registrable_extension(k).as_deref() == Some(oid))
                 .map(|(_, v)| v.as_str()),
@@ -454,14 +910,14 @@ pub fn check_against(
             None => {
                 return reject(
                     Check::Extensions,
-                    format!("extension {label} is not allowed by the registration"),
+                    format!("extension {label} is not allowed by the {source}"),
                 );
             }
             Some(want) if want.as_bytes() != value.as_slice() => {
                 return reject(
                     Check::Extensions,
                     format!(
-                        "extension {label} value `{}` differs from the registered `{}`",
+                        "extension {label} value `{}` differs from the {source}'s `{}`",
                         truncate(&String::from_utf8_lossy(&value)),
                         truncate(want)
                     ),
@@ -470,7 +926,7 @@ pub fn check_against(
             Some(_) => {}
         }
     }
-    Ok(retry)
+    Ok(())
 }
 
 /// What check 7 found.
@@ -700,6 +1156,7 @@ mod tests {
             policy,
             registry_deadline: Duration::from_secs(1),
             retry_grace: chrono::Duration::zero(),
+            membership: None,
             who: "test@host".into(),
         };
         let ev = d.evaluate(certname, pem, mode, now()).await.unwrap();
@@ -950,6 +1407,7 @@ mod tests {
             registry_deadline: Duration::from_secs(1),
             who: "s".into(),
             retry_grace: chrono::Duration::seconds(60),
+            membership: None,
         };
         let ev = d.evaluate(CN, &pem, Mode::Sweep, now()).await.unwrap();
         assert!(ev.verdict.unwrap_err().reason.contains("before a retry"));
@@ -996,6 +1454,7 @@ mod tests {
             policy: &policy,
             registry_deadline: Duration::from_secs(1),
             retry_grace: chrono::Duration::zero(),
+            membership: None,
             who: "a".into(),
         };
         let pem = good().build(key());
@@ -1100,6 +1559,7 @@ mod tests {
                 policy,
                 registry_deadline: Duration::from_secs(1),
                 retry_grace: chrono::Duration::zero(),
+                membership: None,
                 who: "test@host".into(),
             };
             let ev = d.evaluate(certname, pem, Mode::Hook, now()).await.unwrap();
@@ -1309,6 +1769,7 @@ mod tests {
                 policy: &world().policy,
                 registry_deadline: Duration::from_secs(1),
                 retry_grace: chrono::Duration::zero(),
+                membership: None,
                 who: "t".into(),
             };
             let pem = with_proofs(good(), &[signed(&doc(IID))]);

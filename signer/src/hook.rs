@@ -167,7 +167,13 @@ async fn decide(
         endpoint_url: None,
     };
     let registry = schemas::registry::open(&cfg.registry, &opts).await?;
+    let asg = if cfg.policy.groups.asg_membership {
+        Some(crate::asg::AutoScaling::new(&opts).await)
+    } else {
+        None
+    };
     let decider = Decider {
+        membership: asg.as_ref().map(|a| a as &dyn crate::asg::Membership),
         trust,
         registry: registry.as_ref(),
         policy: &cfg.policy,

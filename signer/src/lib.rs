@@ -7,8 +7,12 @@
 //!   consumes, re-checks the fingerprint and signs. Catches CSRs that arrived before their registration.
 //!
 //! **Invariants:** nothing is signed without an unexpired registration consumed by a
-//! compare-and-swap for that CSR; any error (registry, CA, deadline) leaves the CSR unsigned.
+//! compare-and-swap for that CSR, or (a CSR naming an enrollment group, with
+//! `policy.groups.enabled`) without a verified identity document matching an active group whose
+//! instance was claimed and slot taken, create-only, for that CSR; any error (registry, CA,
+//! deadline) leaves the CSR unsigned.
 
+pub mod asg;
 pub mod audit;
 pub mod ca;
 pub mod cli;
@@ -16,6 +20,8 @@ pub mod craft;
 pub mod csr;
 pub mod decide;
 pub mod der;
+#[cfg(test)]
+mod group_tests;
 pub mod hook;
 pub mod identity;
 pub mod memreg;

@@ -2,6 +2,7 @@
 //! unit tests and the in-process decision benchmark. It can be switched "down" to act unreachable.
 
 use async_trait::async_trait;
+use schemas::group::{EnrollmentGroup, Member};
 use schemas::registration::Registration;
 use schemas::registry::{Registry, RegistryError, Version};
 use std::collections::BTreeMap;
@@ -13,6 +14,12 @@ pub struct MemRegistry {
     records: Mutex<BTreeMap<String, (Registration, u64)>>,
     /// Instance claims: instance id → certname.
     pub claims: Mutex<BTreeMap<String, String>>,
+    /// Enrollment groups: name → (group, version).
+    groups: Mutex<BTreeMap<String, (EnrollmentGroup, u64)>>,
+    /// Member slots: (group, slot) → member.
+    pub slots: Mutex<BTreeMap<(String, u32), Member>>,
+    /// When set, `take_slot` fails with `Unreachable` (a crash between the claim and the slot).
+    pub slots_down: AtomicBool,
     next: AtomicU64,
     /// When set, every call fails with `Unreachable`.
     pub down: AtomicBool,
@@ -92,6 +99,91 @@ impl Registry for MemRegistry {
     async fn list(&self) -> Result<Vec<String>, RegistryError> {
         self.up()?;
         Ok(self.records.lock().expect("lock").keys().cloned().collect())
+    }
+    async fn create_group(&self, group: &EnrollmentGroup) -> Result<Version, RegistryError> {
+        self.up()?;
+        group.validate().map_err(|reason| RegistryError::Other {
+            location: self.location(),
+            reason,
+        })?;
+        let v = self.version();
+        let mut m = self.groups.lock().expect("lock");
+        if m.contains_key(&group.name) {
+            return Err(RegistryError::GroupExists(group.name.clone()));
+        }
+        m.insert(group.name.clone(), (group.clone(), v));
+        Ok(Version(v.to_string()))
+    }
+    async fn get_group(
+        &self,
+        name: &str,
+    ) -> Result<Option<(EnrollmentGroup, Version)>, RegistryError> {
+        self.up()?;
+        Ok(self
+            .groups
+            .lock()
+            .expect("lock")
+            .get(name)
+            .map(|(g, v)| (g.clone(), Version(v.to_string()))))
+    }
+    async fn update_group(
+        &self,
+        group: &EnrollmentGroup,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        self.up()?;
+        let v = self.version();
+        let mut m = self.groups.lock().expect("lock");
+        match m.get_mut(&group.name) {
+            None => Err(RegistryError::NotFound(group.name.clone())),
+            Some((_, cur)) if cur.to_string() != expected.0 => {
+                Err(RegistryError::GroupConflict(group.name.clone()))
+            }
+            Some(slot) => {
+                *slot = (group.clone(), v);
+                Ok(Version(v.to_string()))
+            }
+        }
+    }
+    async fn list_groups(&self) -> Result<Vec<String>, RegistryError> {
+        self.up()?;
+        Ok(self.groups.lock().expect("lock").keys().cloned().collect())
+    }
+    async fn take_slot(&self, member: &Member) -> Result<bool, RegistryError> {
+        self.up()?;
+        if self.slots_down.load(Ordering::SeqCst) {
+            return Err(RegistryError::Unreachable {
+                location: self.location(),
+                reason: "slots switched down by the test".into(),
+            });
+        }
+        let mut m = self.slots.lock().expect("lock");
+        let key = (member.group.clone(), member.slot);
+        if m.contains_key(&key) {
+            return Ok(false);
+        }
+        m.insert(key, member.clone());
+        Ok(true)
+    }
+    async fn list_slots(&self, group: &str) -> Result<Vec<u32>, RegistryError> {
+        self.up()?;
+        Ok(self
+            .slots
+            .lock()
+            .expect("lock")
+            .keys()
+            .filter(|(g, _)| g == group)
+            .map(|(_, n)| *n)
+            .collect())
+    }
+    async fn get_member(&self, group: &str, slot: u32) -> Result<Option<Member>, RegistryError> {
+        self.up()?;
+        Ok(self
+            .slots
+            .lock()
+            .expect("lock")
+            .get(&(group.to_owned(), slot))
+            .cloned())
     }
     async fn claim_instance(
         &self,

@@ -262,7 +262,10 @@ async fn retry_allowed(
     sha: &str,
     approval: &crate::decide::Approval,
 ) -> Result<(), Item> {
-    let c = approval.registration.consumed.as_ref();
+    let c = match &approval.basis {
+        crate::decide::Basis::Registration { registration, .. } => registration.consumed.as_ref(),
+        crate::decide::Basis::Group(_) => None,
+    };
     let consumed = c.map_or_else(String::new, |c| {
         format!(" at {} by {}", c.at.to_rfc3339(), c.by)
     });
@@ -391,7 +394,18 @@ pub async fn sweep_with(
                 };
             }
         };
+    let asg = if cfg.policy.groups.asg_membership {
+        let opts = schemas::registry::RegistryOptions {
+            region: cfg.region.clone(),
+            profile: cfg.profile.clone(),
+            endpoint_url: None,
+        };
+        Some(crate::asg::AutoScaling::new(&opts).await)
+    } else {
+        None
+    };
     let decider = Decider {
+        membership: asg.as_ref().map(|a| a as &dyn crate::asg::Membership),
         trust: &trust,
         registry,
         policy: &cfg.policy,
@@ -640,7 +654,10 @@ pub async fn sweep_with(
 }
 
 fn registry_message(e: &DecideError) -> String {
-    format!("registry: {e}")
+    match e {
+        DecideError::AutoScaling(why) => format!("auto scaling: {why}"),
+        _ => format!("registry: {e}"),
+    }
 }
 
 #[cfg(test)]
@@ -865,6 +882,16 @@ mod tests {
                 .contains("replaced before signing"),
             "{r:?}"
         );
+    }
+
+    /// A group member's request that the hook approved and the CA has not signed yet is refused
+    /// by a concurrent sweep as `consume` (the instance is enrolled under this very name, see
+    /// `decide::Decider::enroll`): never evicted, or the approved instance would lose its
+    /// request and, enrolled once, never get a certificate.
+    #[test]
+    fn an_enrolled_members_own_request_is_never_evicted() {
+        assert!(!squats(Check::Consume));
+        assert!(squats(Check::Identity));
     }
 
     #[tokio::test]

@@ -1197,6 +1197,7 @@ fn bench_hook_latency_and_decision_time() {
         registry_deadline: std::time::Duration::from_secs(1),
         who: "bench".into(),
         retry_grace: chrono::Duration::zero(),
+        membership: None,
     };
     let t = std::time::Instant::now();
     for (name, pem) in &items {

@@ -2,6 +2,7 @@
 //! real part on 127.0.0.1 and fails loudly, naming the setup command, when something it needs is missing.
 
 pub mod aptrepo;
+pub mod autoscaling;
 pub mod bins;
 pub mod chroot;
 pub mod iid;

@@ -1010,7 +1010,8 @@ fn openssl_subject(cert: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+/// `cp -a FROM TO`.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     let out = Command::new("cp")
         .arg("-a")
         .arg(from)
@@ -1029,7 +1030,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 
 /// A base root with Debian's `puppet-agent` installed (the attack roots start from copies, so the
 /// package is installed once per run).
-fn build_agent_template(dir: &Path) -> Result<PathBuf> {
+pub fn build_agent_template(dir: &Path) -> Result<PathBuf> {
     let tar = rootfs::snapshot("base");
     std::fs::create_dir_all(dir)?;
     let out = Command::new("tar")

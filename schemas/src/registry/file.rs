@@ -9,7 +9,11 @@
 //!   of the current bytes with the expected [`Version`], then rename a fsynced temp file over the
 //!   record (or unlink it) and fsync the directory.
 
-use super::{Registry, RegistryError, Version, checked, checked_instance};
+use super::{
+    Registry, RegistryError, Version, checked, checked_group, checked_holder, checked_instance,
+    valid_group, valid_member,
+};
+use crate::group::{EnrollmentGroup, Member};
 use crate::registration::{Registration, check_certname, sha256_hex};
 use async_trait::async_trait;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -174,7 +178,7 @@ impl FileRegistry {
 
     fn claim_blocking(&self, instance_id: &str, certname: &str) -> Result<String, RegistryError> {
         checked_instance(self, instance_id)?;
-        checked(self, certname)?;
+        checked_holder(self, certname)?;
         self.ensure_base()?;
         let dir = self.dir.join("instances");
         match DirBuilder::new().mode(0o700).create(&dir) {
@@ -279,6 +283,197 @@ impl FileRegistry {
         Ok(names)
     }
 
+    fn groups_dir(&self) -> PathBuf {
+        self.dir.join("groups")
+    }
+
+    /// Create `dir` (mode 0700) if it is missing, fsyncing its parent when it was created.
+    fn private_dir(&self, dir: &Path) -> Result<(), RegistryError> {
+        match DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {
+                let parent = dir.parent().unwrap_or(&self.dir);
+                fsync_dir(parent).map_err(|e| self.io_err("syncing", parent, e))
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(self.io_err("creating", dir, e)),
+        }
+    }
+
+    /// Create-only: `bytes` at `dest` unless something is there (`Ok(false)`).
+    fn create_file(&self, dest: &Path, label: &str, bytes: &[u8]) -> Result<bool, RegistryError> {
+        let dir = dest.parent().expect("a registry file has a directory");
+        let tmp = self.write_temp(dir, label, bytes)?;
+        let linked = fs::hard_link(&tmp, dest);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                fsync_dir(dir).map_err(|e| self.io_err("syncing", dir, e))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(self.io_err("creating", dest, e)),
+        }
+    }
+
+    fn read_optional(&self, path: &Path) -> Result<Option<Vec<u8>>, RegistryError> {
+        match fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.ensure_base()?;
+                Ok(None)
+            }
+            Err(e) => Err(self.io_err("reading", path, e)),
+        }
+    }
+
+    fn group_path(&self, name: &str) -> PathBuf {
+        self.groups_dir().join(name).join("group.json")
+    }
+
+    fn slot_path(&self, group: &str, slot: u32) -> PathBuf {
+        self.groups_dir()
+            .join(group)
+            .join("slots")
+            .join(format!("{slot}.json"))
+    }
+
+    fn create_group_blocking(&self, group: &EnrollmentGroup) -> Result<Version, RegistryError> {
+        checked_group(self, &group.name)?;
+        valid_group(self, group)?;
+        self.ensure_base()?;
+        self.private_dir(&self.groups_dir())?;
+        self.private_dir(&self.groups_dir().join(&group.name))?;
+        let bytes = group.to_json();
+        if self.create_file(&self.group_path(&group.name), &group.name, &bytes)? {
+            Ok(Version(sha256_hex(&bytes)))
+        } else {
+            Err(RegistryError::GroupExists(group.name.clone()))
+        }
+    }
+
+    fn get_group_blocking(
+        &self,
+        name: &str,
+    ) -> Result<Option<(EnrollmentGroup, Version)>, RegistryError> {
+        checked_group(self, name)?;
+        let path = self.group_path(name);
+        let Some(bytes) = self.read_optional(&path)? else {
+            return Ok(None);
+        };
+        let group =
+            EnrollmentGroup::from_json(name, &bytes).map_err(|e| RegistryError::Corrupt {
+                location: self.loc(),
+                key: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Some((group, Version(sha256_hex(&bytes)))))
+    }
+
+    fn update_group_blocking(
+        &self,
+        group: &EnrollmentGroup,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        checked_group(self, &group.name)?;
+        valid_group(self, group)?;
+        self.ensure_base()?;
+        self.private_dir(&self.groups_dir())?;
+        let _lock = self.lock(&self.groups_dir())?;
+        let path = self.group_path(&group.name);
+        let Some(current) = self.read_optional(&path)? else {
+            return Err(RegistryError::NotFound(format!("group {}", group.name)));
+        };
+        if sha256_hex(&current) != expected.0 {
+            return Err(RegistryError::GroupConflict(group.name.clone()));
+        }
+        let dir = path.parent().expect("group file has a directory");
+        let bytes = group.to_json();
+        let tmp = self.write_temp(dir, &group.name, &bytes)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io_err("replacing", &path, e));
+        }
+        fsync_dir(dir).map_err(|e| self.io_err("syncing", dir, e))?;
+        Ok(Version(sha256_hex(&bytes)))
+    }
+
+    fn list_groups_blocking(&self) -> Result<Vec<String>, RegistryError> {
+        self.ensure_base()?;
+        let dir = self.groups_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io_err("listing", &dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_err("listing", &dir, e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            if crate::group::check_group_name(&name).is_ok() && self.group_path(&name).exists() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn take_slot_blocking(&self, member: &Member) -> Result<bool, RegistryError> {
+        valid_member(self, member)?;
+        self.ensure_base()?;
+        let gdir = self.groups_dir().join(&member.group);
+        if !self.group_path(&member.group).exists() {
+            return Err(RegistryError::NotFound(format!("group {}", member.group)));
+        }
+        self.private_dir(&gdir.join("slots"))?;
+        self.create_file(
+            &self.slot_path(&member.group, member.slot),
+            &format!("{}-{}", member.group, member.slot),
+            &member.to_json(),
+        )
+    }
+
+    fn list_slots_blocking(&self, group: &str) -> Result<Vec<u32>, RegistryError> {
+        checked_group(self, group)?;
+        self.ensure_base()?;
+        let dir = self.groups_dir().join(group).join("slots");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io_err("listing", &dir, e)),
+        };
+        let mut slots = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_err("listing", &dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(n) = name.strip_suffix(".json").and_then(parse_slot) {
+                slots.push(n);
+            }
+        }
+        slots.sort_unstable();
+        Ok(slots)
+    }
+
+    fn get_member_blocking(&self, group: &str, slot: u32) -> Result<Option<Member>, RegistryError> {
+        checked_group(self, group)?;
+        let path = self.slot_path(group, slot);
+        let Some(bytes) = self.read_optional(&path)? else {
+            return Ok(None);
+        };
+        Member::from_json(group, slot, &bytes)
+            .map(Some)
+            .map_err(|e| RegistryError::Corrupt {
+                location: self.loc(),
+                key: path.display().to_string(),
+                reason: e.to_string(),
+            })
+    }
+
     fn exposure_blocking(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         for dir in [self.dir.clone(), self.regdir()] {
@@ -296,6 +491,13 @@ impl FileRegistry {
         }
         warnings
     }
+}
+
+/// A slot number as written in a key: decimal, no leading zeros.
+pub(super) fn parse_slot(s: &str) -> Option<u32> {
+    (!s.is_empty() && s.len() <= 5 && (s == "0" || !s.starts_with('0')))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
@@ -358,6 +560,47 @@ impl Registry for FileRegistry {
 
     async fn list(&self) -> Result<Vec<String>, RegistryError> {
         blocking(self, |r| r.list_blocking()).await
+    }
+
+    async fn create_group(&self, group: &EnrollmentGroup) -> Result<Version, RegistryError> {
+        let group = group.clone();
+        blocking(self, move |r| r.create_group_blocking(&group)).await
+    }
+
+    async fn get_group(
+        &self,
+        name: &str,
+    ) -> Result<Option<(EnrollmentGroup, Version)>, RegistryError> {
+        let name = name.to_owned();
+        blocking(self, move |r| r.get_group_blocking(&name)).await
+    }
+
+    async fn update_group(
+        &self,
+        group: &EnrollmentGroup,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        let (group, expected) = (group.clone(), expected.clone());
+        blocking(self, move |r| r.update_group_blocking(&group, &expected)).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<String>, RegistryError> {
+        blocking(self, |r| r.list_groups_blocking()).await
+    }
+
+    async fn take_slot(&self, member: &Member) -> Result<bool, RegistryError> {
+        let member = member.clone();
+        blocking(self, move |r| r.take_slot_blocking(&member)).await
+    }
+
+    async fn list_slots(&self, group: &str) -> Result<Vec<u32>, RegistryError> {
+        let group = group.to_owned();
+        blocking(self, move |r| r.list_slots_blocking(&group)).await
+    }
+
+    async fn get_member(&self, group: &str, slot: u32) -> Result<Option<Member>, RegistryError> {
+        let group = group.to_owned();
+        blocking(self, move |r| r.get_member_blocking(&group, slot)).await
     }
 
     async fn exposure_warnings(&self) -> Vec<String> {

@@ -12,7 +12,10 @@
 //!
 //! Key layout: `<prefix>/registrations/<certname>.json` (S3) or `<dir>/registrations/<certname>.json`;
 //! instance claims (written by the signer) at `<prefix>/instances/<instance-id>` or
-//! `<dir>/instances/<instance-id>`, holding the certname.
+//! `<dir>/instances/<instance-id>`, holding the certname (or a group member's
+//! [`crate::group::claim_holder`]); enrollment groups at `groups/<name>/group.json` (create-only,
+//! revoked by compare-and-swap) and their members at `groups/<name>/slots/<n>.json`
+//! (create-only; see [`crate::group`] for the order of the signer's writes).
 //!
 //! Open one with [`open`]: `s3://bucket[/prefix]` or `file:///absolute/dir`. The bucket or the
 //! directory must exist already (a missing one is [`RegistryError::NoSuchBucket`] on first use, so
@@ -34,6 +37,7 @@ mod s3;
 pub use file::FileRegistry;
 pub use s3::S3Registry;
 
+use crate::group::{EnrollmentGroup, Member};
 use crate::registration::Registration;
 use async_trait::async_trait;
 
@@ -74,6 +78,14 @@ pub enum RegistryError {
         key: String,
         reason: String,
     },
+    #[error(
+        "enrollment group `{0}` already exists; a group name is never reused (pick another name)"
+    )]
+    GroupExists(String),
+    #[error(
+        "enrollment group `{0}` changed since it was read (another conductor wrote it); nothing was changed, run the command again"
+    )]
+    GroupConflict(String),
     #[error("invalid registry location `{0}`: use s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR")]
     BadLocation(String),
     #[error("registry {location}: {reason}")]
@@ -112,15 +124,44 @@ pub trait Registry: Send + Sync {
     /// Every registered certname, sorted.
     async fn list(&self) -> Result<Vec<String>, RegistryError>;
     /// Record, create-only, that EC2 instance `instance_id` enrolls as `certname`, so that one
-    /// instance enrolls exactly once across all registrations. Returns the certname holding the
-    /// claim: `certname` when this call made it (or an earlier call for the same certname did),
-    /// another certname when the instance already enrolled under that one. The instance id is
-    /// checked with [`crate::registration::check_instance_id`] before it becomes a key.
+    /// instance enrolls exactly once across all registrations and groups. Returns the holder of
+    /// the claim: `certname` when this call made it (or an earlier call for the same certname did),
+    /// another holder when the instance already enrolled under that one. The instance id is
+    /// checked with [`crate::registration::check_instance_id`] before it becomes a key; `certname`
+    /// is a registration's certname or a group member's [`crate::group::claim_holder`]
+    /// ([`crate::group::check_claim_holder`]).
     async fn claim_instance(
         &self,
         instance_id: &str,
         certname: &str,
     ) -> Result<String, RegistryError>;
+    /// Create-only write of a new enrollment group; `Err(GroupExists)` if the name is taken.
+    /// The group is validated ([`EnrollmentGroup::validate`]) before anything is written.
+    async fn create_group(&self, group: &EnrollmentGroup) -> Result<Version, RegistryError>;
+    /// Read one group and its version; `Ok(None)` if there is none. A stored group that fails
+    /// validation is `Err(Corrupt)`.
+    async fn get_group(
+        &self,
+        name: &str,
+    ) -> Result<Option<(EnrollmentGroup, Version)>, RegistryError>;
+    /// Replace a group only if it is still at `expected` (`Err(GroupConflict)` otherwise): the
+    /// conductor's revoke.
+    async fn update_group(
+        &self,
+        group: &EnrollmentGroup,
+        expected: &Version,
+    ) -> Result<Version, RegistryError>;
+    /// Every group name, sorted.
+    async fn list_groups(&self) -> Result<Vec<String>, RegistryError>;
+    /// Create-only write of `member` into slot `member.slot` of its group: `Ok(true)` when this
+    /// call created it, `Ok(false)` when the slot was taken already (by anyone). The member is
+    /// checked against the certname scheme first; the caller has read the group (the file
+    /// backend also refuses a slot of a group it does not hold).
+    async fn take_slot(&self, member: &Member) -> Result<bool, RegistryError>;
+    /// The taken slot numbers of a group, sorted.
+    async fn list_slots(&self, group: &str) -> Result<Vec<u32>, RegistryError>;
+    /// One member record; `Ok(None)` when the slot is free.
+    async fn get_member(&self, group: &str, slot: u32) -> Result<Option<Member>, RegistryError>;
     /// Ways in which this registry is exposed to people who should not read it (a bucket that
     /// can be read publicly, a world-readable directory), each a sentence with the fix. Checking
     /// is best-effort: a check the backend or the credentials cannot do is skipped (and logged
@@ -154,6 +195,41 @@ fn checked_instance(registry: &dyn Registry, instance_id: &str) -> Result<(), Re
         location: registry.location(),
         reason,
     })
+}
+
+/// Refuse claim holders other than registration certnames and group member attempts.
+fn checked_holder(registry: &dyn Registry, holder: &str) -> Result<(), RegistryError> {
+    crate::group::check_claim_holder(holder).map_err(|reason| RegistryError::Other {
+        location: registry.location(),
+        reason,
+    })
+}
+
+/// Refuse group names that could not be keys.
+fn checked_group(registry: &dyn Registry, name: &str) -> Result<(), RegistryError> {
+    crate::group::check_group_name(name).map_err(|reason| RegistryError::Other {
+        location: registry.location(),
+        reason,
+    })
+}
+
+/// Refuse a group that breaks the rules before it is written.
+fn valid_group(registry: &dyn Registry, group: &EnrollmentGroup) -> Result<(), RegistryError> {
+    group.validate().map_err(|reason| RegistryError::Other {
+        location: registry.location(),
+        reason: format!("enrollment group `{}`: {reason}", group.name),
+    })
+}
+
+/// Refuse a member record that does not follow the scheme before it is written.
+fn valid_member(registry: &dyn Registry, member: &Member) -> Result<(), RegistryError> {
+    checked_group(registry, &member.group)?;
+    Member::from_json(&member.group, member.slot, &member.to_json())
+        .map(|_| ())
+        .map_err(|e| RegistryError::Other {
+            location: registry.location(),
+            reason: format!("member of `{}`: {e}", member.group),
+        })
 }
 
 /// Refuse certnames that are not lowercase UUIDs before they become keys or file names.

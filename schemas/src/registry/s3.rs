@@ -4,7 +4,11 @@
 //! `--region`, `AWS_ENDPOINT_URL`); path-style addressing is used whenever an endpoint override is
 //! in effect, because S3-compatible servers rarely have wildcard DNS.
 
-use super::{Registry, RegistryError, RegistryOptions, Version, aws, checked, checked_instance};
+use super::{
+    Registry, RegistryError, RegistryOptions, Version, aws, checked, checked_group, checked_holder,
+    checked_instance, valid_group, valid_member,
+};
+use crate::group::{EnrollmentGroup, Member};
 use crate::registration::{Registration, check_certname};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -113,6 +117,116 @@ impl S3Registry {
 
     fn key(&self, certname: &str) -> String {
         format!("{}{certname}.json", self.key_prefix())
+    }
+
+    /// `<prefix>/groups/`.
+    fn groups_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            "groups/".to_owned()
+        } else {
+            format!("{}/groups/", self.prefix)
+        }
+    }
+
+    fn group_key(&self, name: &str) -> String {
+        format!("{}{name}/group.json", self.groups_prefix())
+    }
+
+    fn slots_prefix(&self, group: &str) -> String {
+        format!("{}{group}/slots/", self.groups_prefix())
+    }
+
+    /// Create-only PUT: `Ok(Some(etag))` when created, `Ok(None)` when the key exists.
+    async fn put_new(&self, key: &str, body: Vec<u8>) -> Result<Option<String>, RegistryError> {
+        for attempt in 1..=4u64 {
+            let sent = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .if_none_match("*")
+                .content_type("application/json")
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await;
+            match sent {
+                Ok(out) => return Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
+                Err(e) => {
+                    let f = self.failure("PutObject", e);
+                    match (f.status, f.code.as_deref()) {
+                        (Some(412), _) | (_, Some("PreconditionFailed")) => return Ok(None),
+                        // Two conditional writes to one key overlapped: retry; the loser sees 412.
+                        (_, Some("ConditionalRequestConflict")) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt))
+                                .await;
+                        }
+                        _ => return Err(f.error),
+                    }
+                }
+            }
+        }
+        Err(RegistryError::Other {
+            location: self.loc(),
+            reason: format!("could not create {key}: concurrent writers kept conflicting"),
+        })
+    }
+
+    /// GET: the bytes and the ETag, `Ok(None)` when the key does not exist.
+    async fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let tag = out.e_tag().unwrap_or_default().to_owned();
+                Ok(Some((self.body(out.body, key).await?, tag)))
+            }
+            Err(e) => {
+                let f = self.failure("GetObject", e);
+                match f.code.as_deref() {
+                    Some("NoSuchKey") => Ok(None),
+                    _ => Err(f.error),
+                }
+            }
+        }
+    }
+
+    /// Every key under `prefix` (with `delimiter`: the common prefixes instead).
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.failure("ListObjectsV2", e).error)?;
+            if delimiter.is_some() {
+                keys.extend(
+                    page.common_prefixes()
+                        .iter()
+                        .filter_map(|p| p.prefix().map(str::to_owned)),
+                );
+            } else {
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(str::to_owned)),
+                );
+            }
+        }
+        Ok(keys)
     }
 
     fn failure<E>(
@@ -341,7 +455,7 @@ impl Registry for S3Registry {
         certname: &str,
     ) -> Result<String, RegistryError> {
         checked_instance(self, instance_id)?;
-        checked(self, certname)?;
+        checked_holder(self, certname)?;
         let key = self.claim_key(instance_id);
         for attempt in 1..=4u64 {
             let sent = self
@@ -425,6 +539,128 @@ impl Registry for S3Registry {
         }
         names.sort();
         Ok(names)
+    }
+
+    async fn create_group(&self, group: &EnrollmentGroup) -> Result<Version, RegistryError> {
+        checked_group(self, &group.name)?;
+        valid_group(self, group)?;
+        match self
+            .put_new(&self.group_key(&group.name), group.to_json())
+            .await?
+        {
+            Some(tag) if !tag.is_empty() => Ok(Version(tag)),
+            Some(_) => etag(self, &group.name, None),
+            None => Err(RegistryError::GroupExists(group.name.clone())),
+        }
+    }
+
+    async fn get_group(
+        &self,
+        name: &str,
+    ) -> Result<Option<(EnrollmentGroup, Version)>, RegistryError> {
+        checked_group(self, name)?;
+        let key = self.group_key(name);
+        let Some((bytes, tag)) = self.get_bytes(&key).await? else {
+            return Ok(None);
+        };
+        let version = etag(self, name, (!tag.is_empty()).then_some(tag.as_str()))?;
+        let group =
+            EnrollmentGroup::from_json(name, &bytes).map_err(|e| RegistryError::Corrupt {
+                location: self.loc(),
+                key,
+                reason: e.to_string(),
+            })?;
+        Ok(Some((group, version)))
+    }
+
+    async fn update_group(
+        &self,
+        group: &EnrollmentGroup,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        checked_group(self, &group.name)?;
+        valid_group(self, group)?;
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.group_key(&group.name))
+            .if_match(&expected.0)
+            .content_type("application/json")
+            .body(ByteStream::from(group.to_json()))
+            .send()
+            .await;
+        match sent {
+            Ok(out) => etag(self, &group.name, out.e_tag()),
+            Err(e) => {
+                let f = self.failure("PutObject", e);
+                match (f.status, f.code.as_deref()) {
+                    (_, Some("NoSuchKey")) => {
+                        Err(RegistryError::NotFound(format!("group {}", group.name)))
+                    }
+                    (Some(412), _)
+                    | (_, Some("PreconditionFailed" | "ConditionalRequestConflict")) => {
+                        Err(RegistryError::GroupConflict(group.name.clone()))
+                    }
+                    _ => Err(f.error),
+                }
+            }
+        }
+    }
+
+    async fn list_groups(&self) -> Result<Vec<String>, RegistryError> {
+        let prefix = self.groups_prefix();
+        let mut names: Vec<String> = self
+            .list_keys(&prefix, Some("/"))
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                let name = p.strip_prefix(&prefix)?.strip_suffix('/')?.to_owned();
+                crate::group::check_group_name(&name)
+                    .is_ok()
+                    .then_some(name)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn take_slot(&self, member: &Member) -> Result<bool, RegistryError> {
+        valid_member(self, member)?;
+        let key = format!("{}{}.json", self.slots_prefix(&member.group), member.slot);
+        Ok(self.put_new(&key, member.to_json()).await?.is_some())
+    }
+
+    async fn list_slots(&self, group: &str) -> Result<Vec<u32>, RegistryError> {
+        checked_group(self, group)?;
+        let prefix = self.slots_prefix(group);
+        let mut slots: Vec<u32> = self
+            .list_keys(&prefix, None)
+            .await?
+            .iter()
+            .filter_map(|k| {
+                k.strip_prefix(&prefix)
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .and_then(super::file::parse_slot)
+            })
+            .collect();
+        slots.sort_unstable();
+        Ok(slots)
+    }
+
+    async fn get_member(&self, group: &str, slot: u32) -> Result<Option<Member>, RegistryError> {
+        checked_group(self, group)?;
+        let key = format!("{}{slot}.json", self.slots_prefix(group));
+        let Some((bytes, _)) = self.get_bytes(&key).await? else {
+            return Ok(None);
+        };
+        Member::from_json(group, slot, &bytes)
+            .map(Some)
+            .map_err(|e| RegistryError::Corrupt {
+                location: self.loc(),
+                key,
+                reason: e.to_string(),
+            })
     }
 
     async fn exposure_warnings(&self) -> Vec<String> {
