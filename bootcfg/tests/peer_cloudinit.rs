@@ -144,6 +144,18 @@ const ALLOWED: &[Allowed] = &[
         why: "apt reads deb822 only from .sources files; observed in peer_deb822_sources_list",
     },
     Allowed {
+        key: "packages-newer-syntax",
+        bootcfg: "`packages` entries `- apt: [...]` and `- snap: [...]` (cloud-init 23.2's form) are understood: the apt ones installed, the snap ones ignored with a warning",
+        cloud_init: "22.4 fails its package module on them (`Invalid package type`) and installs nothing",
+        why: "today's cloud-init documentation uses that form; observed in the corpus (ci-moddoc-packages-example1.yaml)",
+    },
+    Allowed {
+        key: "base64-user-data",
+        bootcfg: "a whole user-data that is one line of base64 is decoded first (as when it was encoded once more on its way to the IMDS)",
+        cloud_init: "NoCloud and EC2 hand it over as is; it is an unknown part type and nothing is applied",
+        why: "a doubly encoded user-data is a common mistake with the EC2 API; observed in the corpus (enc-base64-update-packages.b64)",
+    },
+    Allowed {
         key: "strict-validation",
         bootcfg: "typos, duplicate keys, invalid values and mixed one-line/deb822 templates are errors; settings that would do nothing and keys of modules bootcfg does not run are warnings",
         cloud_init: "schema problems are logged and the modules run anyway",
@@ -926,4 +938,1050 @@ fn peer_deb822_sources_list() {
         "{}",
         bc_policy.report()
     );
+}
+
+// ---- The corpus: real cloud-config documents, each applied by both tools ---------------------------
+//
+// tests/fixtures/corpus/README.md indexes every case: file, origin, what it exercises, whether it
+// needs the network, and the level it is compared at:
+//
+// - `files`: both tools boot from the case in a shared pair of roots (reset to the same state
+//   before each case, puppet preinstalled in both, `apt-get` replaced by a stub that records its
+//   argv): every change under [`CORPUS_WATCH`], the debconf entries of the questions the case
+//   sets, and the package operations each tool asked apt for (packages not yet installed,
+//   upgrade, update) are compared.
+// - `install`: the same, in fresh roots with the real apt against the harness's Debian mirror;
+//   dpkg's installed packages (name and version) are compared too.
+// - `plan`: the case needs the network (a key server, a PPA, a real archive): bootcfg's
+//   `plan --output json` (each file it would write, with its content) is compared with the files
+//   cloud-init wrote before its network step failed.
+// - `validation`: bootcfg refuses the case (validate or plan); cloud-init either refuses too
+//   (schema errors or a failed module: "both reject") or applies it (a difference, named by
+//   `strict-validation` or `not-supported`).
+//
+// Every difference must be one of [`ALLOWED`], matched by a narrow rule in [`explain`].
+
+const CORPUS_WATCH: &[&str] = &[
+    "etc/apt",
+    "etc/puppet",
+    "etc/puppetlabs",
+    "etc/default/puppet",
+    "var/lib/puppet/ssl",
+];
+/// What the shared roots reset between cases (besides [`CORPUS_WATCH`]).
+const CORPUS_RESET: &[&str] = &[
+    "etc/apt",
+    "etc/puppet",
+    "etc/puppetlabs",
+    "etc/default",
+    "var/lib/puppet",
+    "var/cache/debconf",
+    "var/lib/cloud",
+    "var/lib/bootcfg",
+    "var/log",
+    "run/cloud-init",
+    "etc/cloud",
+];
+const APT_STUB_LOG: &str = "var/log/apt-stub.log";
+const APT_STUB: &str = "#!/bin/sh\n# bootcfg corpus test: records apt-get's argv, changes nothing.\necho \"$*\" >> /var/log/apt-stub.log\nexit 0\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Files,
+    Install,
+    Plan,
+    Validation,
+}
+
+#[derive(Debug)]
+struct Case {
+    file: String,
+    network: bool,
+    level: Level,
+}
+
+fn corpus_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/corpus")
+}
+
+/// The index's table rows: `| file | origin | exercises | network | compared at |`.
+fn corpus_index() -> Vec<Case> {
+    let text = std::fs::read_to_string(corpus_dir().join("README.md")).expect("corpus README.md");
+    let mut cases = Vec::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 7 || !cells[1].starts_with('`') {
+            continue;
+        }
+        let file = cells[1].trim_matches('`').to_owned();
+        let network = match cells[4] {
+            "yes" => true,
+            "no" => false,
+            o => panic!("{file}: network must be yes/no, not {o:?}"),
+        };
+        let level = match cells[5] {
+            "files" => Level::Files,
+            "install" => Level::Install,
+            "plan" => Level::Plan,
+            "validation" => Level::Validation,
+            o => panic!("{file}: unknown level {o:?}"),
+        };
+        cases.push(Case {
+            file,
+            network,
+            level,
+        });
+    }
+    cases
+}
+
+/// The case's cloud-config text(s), decoded (base64, gzip, MIME parts) with python3's email
+/// package, for the rules that look at what the case asks (legacy keys, debconf questions).
+fn decoded_text(raw: &[u8]) -> String {
+    const PY: &str = r##"
+import sys, base64, gzip, email, binascii
+d = sys.stdin.buffer.read()
+try:
+    s = d.strip()
+    if s and b"\n" not in s and not s.startswith(b"#"):
+        d = base64.b64decode(s, validate=True)
+except (binascii.Error, ValueError):
+    pass
+if d[:2] == b"\x1f\x8b":
+    d = gzip.decompress(d)
+out = []
+if b"mime-version:" in d[:4096].lower():
+    for p in email.message_from_bytes(d).walk():
+        if p.is_multipart():
+            continue
+        b = p.get_payload(decode=True) or b""
+        if b[:2] == b"\x1f\x8b":
+            b = gzip.decompress(b)
+        out.append(b.decode("utf-8", "replace"))
+else:
+    out.append(d.decode("utf-8", "replace"))
+sys.stdout.write("\n".join(out))
+"##;
+    use std::io::Write;
+    let mut c = std::process::Command::new("python3")
+        .args(["-c", PY])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(raw)
+        .expect("write");
+    let o = c.wait_with_output().expect("python3");
+    assert!(o.status.success(), "decoding the case failed");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn has_top_key(text: &str, key: &str) -> bool {
+    text.lines().any(|l| {
+        l.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+    })
+}
+
+const LEGACY_APT_KEYS: &[&str] = &[
+    "apt_sources",
+    "apt_proxy",
+    "apt_http_proxy",
+    "apt_https_proxy",
+    "apt_ftp_proxy",
+    "apt_mirror",
+    "apt_mirror_search",
+    "apt_mirror_search_dns",
+    "apt_preserve_sources_list",
+    "apt_custom_sources_list",
+    "apt_conf",
+];
+
+/// debconf questions the case sets (`owner question type value` lines).
+fn debconf_questions(text: &str) -> BTreeSet<String> {
+    let re = regex::Regex::new(
+        r"(?m)^[\s\-|]*(?:set\d+:\s*)?\S+\s+(\S+/\S+)\s+(?:select|string|boolean|multiselect|password|note|text|seen|title)\b",
+    )
+    .expect("regex");
+    re.captures_iter(text).map(|c| c[1].to_owned()).collect()
+}
+
+/// One file as a tool left it (or would leave it): mode, owner, bytes; `None`: removed.
+#[derive(Debug, Clone, PartialEq)]
+struct FileState {
+    mode: u32,
+    owner: String,
+    bytes: Vec<u8>,
+}
+type CorpusChanges = BTreeMap<String, Option<FileState>>;
+
+fn root_changes(root: &Root, before: &BTreeMap<String, String>) -> CorpusChanges {
+    let after = root.manifest(CORPUS_WATCH);
+    changed_paths(before, &after)
+        .into_iter()
+        .filter(|p| !after.get(p).is_some_and(|v| v.starts_with("dir ")))
+        .map(|p| {
+            let st = root.exists(&p).then(|| FileState {
+                mode: root.mode(&p),
+                owner: root.owner(&p),
+                bytes: if root.join(&p).is_file() {
+                    root.read(&p)
+                } else {
+                    Vec::new()
+                },
+            });
+            (p, st)
+        })
+        .collect()
+}
+
+/// Applies a unified diff (as `bootcfg plan` shows it) to `old`.
+fn apply_unified(old: &str, diff: &str) -> String {
+    let old_lines: Vec<&str> = old.lines().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut at = 0usize;
+    let hunk = regex::Regex::new(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@").expect("regex");
+    let mut in_hunk = false;
+    for l in diff.lines() {
+        if let Some(c) = hunk.captures(l) {
+            let start: usize = c[1].parse().expect("number");
+            let len: usize = c.get(2).map_or(1, |m| m.as_str().parse().expect("number"));
+            let start = if len == 0 { start } else { start - 1 };
+            while at < start.min(old_lines.len()) {
+                out.push(old_lines[at].to_owned());
+                at += 1;
+            }
+            in_hunk = true;
+            continue;
+        }
+        if !in_hunk {
+            continue;
+        }
+        if let Some(r) = l.strip_prefix('+') {
+            out.push(r.to_owned());
+        } else if l.strip_prefix('-').is_some() {
+            at += 1;
+        } else if let Some(r) = l.strip_prefix(' ') {
+            out.push(r.to_owned());
+            at += 1;
+        }
+    }
+    while at < old_lines.len() {
+        out.push(old_lines[at].to_owned());
+        at += 1;
+    }
+    let mut s = out.join("\n");
+    if !s.is_empty() && !diff.contains("\\ No newline at end of file") {
+        s.push('\n');
+    }
+    s
+}
+
+/// bootcfg's plan as the files it would leave: writes (content from the diff against the root's
+/// file) and removes. Keys to fetch are listed separately (they need the network).
+fn plan_changes(root: &Root, plan: &serde_json::Value) -> (CorpusChanges, Vec<String>) {
+    let mut ch = CorpusChanges::new();
+    let mut fetches = Vec::new();
+    for m in plan["modules"].as_array().into_iter().flatten() {
+        for s in m["steps"].as_array().into_iter().flatten() {
+            let path = s["path"].as_str().unwrap_or_default().to_owned();
+            let watched = CORPUS_WATCH
+                .iter()
+                .any(|w| path.trim_start_matches('/').starts_with(w));
+            match s["kind"].as_str().unwrap_or_default() {
+                "write" if watched => {
+                    let old = if root.join(&path).is_file() {
+                        root.read_string(&path)
+                    } else {
+                        String::new()
+                    };
+                    let diff = s["diff"].as_str().unwrap_or_default();
+                    let mode =
+                        u32::from_str_radix(s["mode"].as_str().unwrap_or("644"), 8).expect("mode");
+                    ch.insert(
+                        path,
+                        Some(FileState {
+                            mode,
+                            owner: "root:root".into(),
+                            bytes: apply_unified(&old, diff).into_bytes(),
+                        }),
+                    );
+                }
+                "remove" if watched && root.exists(&path) => {
+                    ch.insert(path, None);
+                }
+                k if k.contains("key") => fetches.push(format!("{k} {path}")),
+                _ => {}
+            }
+        }
+    }
+    (ch, fetches)
+}
+
+/// A difference, and the allowance that documents it (`None`: undocumented).
+#[derive(Debug)]
+struct Diff {
+    what: String,
+    allowance: Option<&'static str>,
+}
+
+fn strip_signed_by(line: &str) -> String {
+    let re = regex::Regex::new(r"signed-by=\S+?(\s|\])").expect("regex");
+    let s = re.replace_all(line, "$1").into_owned();
+    s.replace("[] ", "")
+        .replace("[ ", "[")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn text_of(f: &Option<FileState>) -> String {
+    f.as_ref()
+        .map(|f| String::from_utf8_lossy(&f.bytes).into_owned())
+        .unwrap_or_default()
+}
+
+/// Compares what the two tools changed; every difference is matched against the allowances'
+/// narrow rules. `text` is the decoded case; `bc_full` is false at plan level (bootcfg's
+/// network steps are not carried out there, so only files cloud-init wrote are compared).
+fn explain(
+    text: &str,
+    ci: &CorpusChanges,
+    bc: &CorpusChanges,
+    bc_full: bool,
+    bc_fetches: &[String],
+) -> Vec<Diff> {
+    let legacy_only =
+        !has_top_key(text, "apt") && LEGACY_APT_KEYS.iter().any(|k| has_top_key(text, k));
+    let mut diffs = Vec::new();
+    // bootcfg's keyring path → cloud-init's (trusted.gpg.d, or cloud-init.gpg.d for $KEY_FILE).
+    let map_bc = |p: &str| -> Vec<String> {
+        match p.strip_prefix("/etc/apt/keyrings/") {
+            Some(n) => vec![
+                format!("/etc/apt/trusted.gpg.d/{n}"),
+                format!("/etc/apt/cloud-init.gpg.d/{n}"),
+            ],
+            None => vec![p.to_owned()],
+        }
+    };
+    let mut matched_ci: BTreeSet<String> = BTreeSet::new();
+    for (bp, bs) in bc {
+        let cands = map_bc(bp);
+        let Some(cp) = cands.iter().find(|c| ci.contains_key(*c)).cloned() else {
+            if !bc_full {
+                continue; // plan level: cloud-init stopped at its network step
+            }
+            let allowance = if legacy_only
+                && (bp.starts_with("/etc/apt/sources.list")
+                    || bp.starts_with("/etc/apt/keyrings/")
+                    || bp == "/etc/apt/apt.conf.d/90cloud-init-aptproxy")
+            {
+                Some("legacy-apt-keys")
+            } else if bp.starts_with("/etc/apt/apt.conf.d/") && has_top_key(text, "apt_conf") {
+                Some("legacy-apt-conf")
+            } else {
+                None
+            };
+            diffs.push(Diff {
+                what: format!("{bp}: changed by bootcfg only"),
+                allowance,
+            });
+            continue;
+        };
+        matched_ci.insert(cp.clone());
+        let cs = &ci[&cp];
+        if cp != *bp {
+            // Same key bytes, another place: the key is trusted for its repository only.
+            let same = match (bs, cs) {
+                (Some(b), Some(c)) => dearmored(&b.bytes) == dearmored(&c.bytes),
+                _ => false,
+            };
+            diffs.push(Diff {
+                what: format!("{bp} (bootcfg) / {cp} (cloud-init): keyring, same key: {same}"),
+                allowance: same.then_some("keyring-scope"),
+            });
+            continue;
+        }
+        if bs == cs {
+            continue;
+        }
+        let (bt, ct) = (text_of(bs), text_of(cs));
+        let (bm, cm) = (
+            bs.as_ref().map(|f| f.mode & 0o777),
+            cs.as_ref().map(|f| f.mode & 0o777),
+        );
+        let mut rest: Vec<Diff> = Vec::new();
+        if bm != cm {
+            let a =
+                if bp.ends_with("90cloud-init-aptproxy") && bm == Some(0o600) && ct.contains('@') {
+                    Some("proxy-mode")
+                } else if bp.ends_with("csr_attributes.yaml") && bm == Some(0o600) {
+                    Some("csr-mode")
+                } else {
+                    None
+                };
+            rest.push(Diff {
+                what: format!(
+                    "{bp}: mode {} (bootcfg) vs {} (cloud-init)",
+                    bm.map(|m| format!("{m:o}")).unwrap_or_default(),
+                    cm.map(|m| format!("{m:o}")).unwrap_or_default()
+                ),
+                allowance: a,
+            });
+        }
+        let (bo, co) = (
+            bs.as_ref().map(|f| f.owner.clone()),
+            cs.as_ref().map(|f| f.owner.clone()),
+        );
+        if bc_full && bo != co {
+            rest.push(Diff {
+                what: format!("{bp}: owner {bo:?} (bootcfg) vs {co:?} (cloud-init)"),
+                allowance: bp
+                    .starts_with("/var/lib/puppet/ssl")
+                    .then_some("ssl-ownership"),
+            });
+        }
+        if bt != ct {
+            let lines = |s: &str| -> Vec<String> { s.lines().map(str::to_owned).collect() };
+            let allowance = if bp.starts_with("/etc/apt/sources.list")
+                && lines(&bt)
+                    .iter()
+                    .map(|l| strip_signed_by(l))
+                    .eq(lines(&ct).iter().map(|l| strip_signed_by(l)))
+            {
+                Some("keyring-scope")
+            } else if bp.ends_with("90cloud-init-pipelining")
+                && bt.replace("Written by bootcfg", "Written by cloud-init") == ct
+            {
+                Some("pipelining-comment")
+            } else if bp == "/etc/apt/sources.list"
+                && bt.replace(
+                    "# suite disabled by bootcfg: ",
+                    "# suite disabled by cloud-init: ",
+                ) == ct
+            {
+                Some("disable-suites-comment")
+            } else if bp.ends_with("90cloud-init-aptproxy")
+                && has_top_key(text, "apt_https_proxy") | has_top_key(text, "apt_ftp_proxy")
+                && {
+                    let swap = |s: &str| {
+                        s.replace("::https::", "::TMP::")
+                            .replace("::ftp::", "::https::")
+                            .replace("::TMP::", "::ftp::")
+                    };
+                    let mut a = lines(&swap(&bt));
+                    let mut b = lines(&ct);
+                    a.sort();
+                    b.sort();
+                    a == b
+                }
+            {
+                Some("legacy-proxy-swap")
+            } else if bp.ends_with("puppet.conf") {
+                let (bi, ci_) = (
+                    testkit::rootfs::parse_ini(&bt),
+                    testkit::rootfs::parse_ini(&ct),
+                );
+                (bi == ci_).then_some("puppet-conf-format")
+            } else if bp.ends_with("csr_attributes.yaml") {
+                let parse = |s: &str| -> serde_json::Value {
+                    serde_yaml_ng::from_str(s).unwrap_or(serde_json::Value::Null)
+                };
+                (parse(&bt) == parse(&ct)).then_some("csr-format")
+            } else if bp == "/etc/default/puppet" && bt.replace("START=no", "START=yes") == ct {
+                Some("service-start")
+            } else {
+                None
+            };
+            rest.push(Diff {
+                what: format!("{bp}: content differs\n--- bootcfg\n{bt}\n--- cloud-init\n{ct}"),
+                allowance,
+            });
+        }
+        diffs.extend(rest);
+    }
+    for (cp, cs) in ci {
+        if matched_ci.contains(cp) {
+            continue;
+        }
+        if cp == "/etc/puppet/puppet.conf.old" {
+            diffs.push(Diff {
+                what: format!("{cp}: cloud-init's backup of puppet.conf"),
+                allowance: Some("puppet-conf-format"),
+            });
+            continue;
+        }
+        if !bc_full && !bc_fetches.is_empty() && cp.contains("gpg") {
+            continue;
+        }
+        let allowance = if cp == "/etc/default/puppet" {
+            Some("service-start")
+        } else {
+            None
+        };
+        diffs.push(Diff {
+            what: format!(
+                "{cp}: changed by cloud-init only{}",
+                if cs.is_none() { " (removed)" } else { "" }
+            ),
+            allowance,
+        });
+    }
+    diffs
+}
+
+/// The package operations a tool asked the apt-get stub for: update ran, upgrade ran, packages
+/// to install that the root did not have yet.
+fn apt_ops(root: &Root, installed: &BTreeMap<String, String>) -> (bool, bool, BTreeSet<String>) {
+    let log = if root.exists(APT_STUB_LOG) {
+        root.read_string(APT_STUB_LOG)
+    } else {
+        String::new()
+    };
+    let (mut update, mut upgrade, mut install) = (false, false, BTreeSet::new());
+    for l in log.lines() {
+        // Operands only: `-o VALUE` (bootcfg) and `--option=VALUE` (cloud-init) are options.
+        let mut words: Vec<&str> = Vec::new();
+        let mut it = l.split_whitespace();
+        while let Some(w) = it.next() {
+            if w == "-o" {
+                it.next();
+            } else if !w.starts_with('-') {
+                words.push(w);
+            }
+        }
+        match words.first().copied() {
+            Some("update") => update = true,
+            Some("upgrade") | Some("dist-upgrade") => upgrade = true,
+            Some("install") => {
+                for p in &words[1..] {
+                    let name = p.split('=').next().unwrap_or(p);
+                    if !installed.contains_key(name) {
+                        install.insert((*p).to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (update, upgrade, install)
+}
+
+/// cloud-init refused or failed: schema errors logged, or an error in status.json of one of the
+/// modules bootcfg implements (a user-data that turns on other modules may fail those).
+fn ci_rejected(ci: &Root) -> Option<String> {
+    let log = if ci.exists("var/log/cloud-init.log") {
+        ci.read_string("var/log/cloud-init.log")
+    } else {
+        String::new()
+    };
+    let mut why = Vec::new();
+    if log.contains("Failed loading yaml blob") {
+        why.push("YAML it cannot load".to_owned());
+    }
+    if log.contains("Invalid cloud-config provided") || log.contains("Invalid user-data") {
+        // Only schema errors in the keys bootcfg implements count (`cloud-init schema --system`
+        // lists them as `key.path: message, …`).
+        let out = chroot::run(
+            in_root(ci.path(), &["cloud-init", "schema", "--system"]),
+            APPLY_TIMEOUT,
+        );
+        let text = out.stdout + &out.stderr;
+        let ours = regex::Regex::new(
+            r"(?:errors: |, )((?:apt|apt_\w+|packages|package_\w+|puppet|debconf_selections)\b[^:]*):",
+        )
+        .expect("regex");
+        let keys: Vec<String> = ours.captures_iter(&text).map(|c| c[1].to_owned()).collect();
+        if !keys.is_empty() {
+            why.push(format!("schema errors in {}", keys.join(", ")));
+        }
+    }
+    if ci.exists("var/lib/cloud/data/status.json") {
+        let st = ci.yaml("var/lib/cloud/data/status.json");
+        for stage in ["init-local", "init", "modules-config", "modules-final"] {
+            let ours: Vec<serde_json::Value> = st["v1"][stage]["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| {
+                    let e = e.to_string();
+                    [
+                        "'apt-configure'",
+                        "'apt-pipelining'",
+                        "'package-update-upgrade-install'",
+                        "'puppet'",
+                    ]
+                    .iter()
+                    .any(|m| e.contains(m))
+                })
+                .cloned()
+                .collect();
+            if !ours.is_empty() {
+                why.push(format!("{stage}: {}", serde_json::Value::from(ours)));
+            }
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+struct CorpusRoots {
+    ci: Root,
+    bc: Root,
+    saved: tempfile::TempDir,
+}
+
+impl CorpusRoots {
+    /// The shared pair: puppet installed in both (cloud-init's puppet module needs `puppet config
+    /// print`), then `apt-get` replaced by the recording stub; the reset dirs saved.
+    fn new() -> CorpusRoots {
+        let (ci, bc) = (Root::fresh("cloudinit"), Root::fresh("base"));
+        {
+            let _heavy = heavy_lock();
+            for r in [&ci, &bc] {
+                timed("installing puppet (shared corpus roots)", || {
+                    chroot::run(
+                        in_root(r.path(), &["apt-get", "install", "-y", "-q", "puppet"]),
+                        APPLY_TIMEOUT,
+                    )
+                })
+                .assert_ok();
+                r.write("usr/local/sbin/apt-get", APT_STUB, 0o755);
+            }
+        }
+        // Debian's cloud.cfg runs apt-pipelining before apt-configure; the harness config
+        // (tests/setup-roots.sh) leaves it out, the corpus has cases for it.
+        ci.write(
+            "etc/cloud/cloud.cfg.d/99-zz-bootcfg-corpus.cfg",
+            "# bootcfg corpus test: Debian's config-stage apt modules\ncloud_config_modules: [apt-pipelining, apt-configure]\n",
+            0o644,
+        );
+        // The same image configuration in both: bootcfg reads the image's cloud-init mirrors.
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(ci.join("etc/cloud"))
+            .arg(bc.join("etc/cloud"))
+            .status()
+            .expect("cp");
+        assert!(st.success());
+        let saved = tempfile::Builder::new()
+            .prefix("corpus-saved-")
+            .tempdir_in(testkit::rootfs::test_home().join("tmp"))
+            .expect("temp dir");
+        for (tag, r) in [("ci", &ci), ("bc", &bc)] {
+            for d in CORPUS_RESET {
+                if r.exists(d) {
+                    let dest = saved.path().join(tag).join(d);
+                    std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+                    let st = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(r.join(d))
+                        .arg(&dest)
+                        .status()
+                        .expect("cp");
+                    assert!(st.success());
+                }
+            }
+        }
+        CorpusRoots { ci, bc, saved }
+    }
+
+    fn reset(&self) {
+        for (tag, r) in [("ci", &self.ci), ("bc", &self.bc)] {
+            for d in CORPUS_RESET {
+                let p = r.join(d);
+                if p.symlink_metadata().is_ok() {
+                    let st = std::process::Command::new("rm")
+                        .arg("-rf")
+                        .arg(&p)
+                        .status()
+                        .expect("rm");
+                    assert!(st.success());
+                }
+                let src = self.saved.path().join(tag).join(d);
+                if src.exists() {
+                    let st = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(&src)
+                        .arg(&p)
+                        .status()
+                        .expect("cp");
+                    assert!(st.success());
+                }
+            }
+        }
+    }
+}
+
+fn seed_bytes(root: &Root, ud: &[u8], instance_id: &str) {
+    root.write("var/lib/cloud/seed/nocloud/user-data", ud, 0o600);
+    root.write(
+        "var/lib/cloud/seed/nocloud/meta-data",
+        format!("instance-id: {instance_id}\nlocal-hostname: {HOSTNAME}\n"),
+        0o644,
+    );
+}
+
+const CI_ALL_STAGES: &str = "cloud-init init --local; cloud-init init; \
+    cloud-init modules --mode config; cloud-init modules --mode final; true";
+
+/// One case's outcome.
+struct Outcome {
+    file: String,
+    level: Level,
+    secs: f64,
+    /// Of which waiting for the heavy lock (other tests' package installs).
+    wait: f64,
+    /// How an identical outcome looks at this level (`identical`, `both reject`, `both accept`).
+    same: &'static str,
+    allowances: BTreeSet<&'static str>,
+    problems: Vec<String>,
+}
+
+fn run_case(case: &Case, roots: Option<&CorpusRoots>, n: usize) -> Outcome {
+    let t0 = Instant::now();
+    let raw = std::fs::read(corpus_dir().join(&case.file)).expect("case file");
+    let text = decoded_text(&raw);
+    let mut out = Outcome {
+        file: case.file.clone(),
+        level: case.level,
+        secs: 0.0,
+        wait: 0.0,
+        same: "identical",
+        allowances: BTreeSet::new(),
+        problems: Vec::new(),
+    };
+    let instance_id = format!("i-0corpus{n:04}");
+    // Validation first: the same for every level.
+    let case_path = corpus_dir().join(&case.file);
+    let v = std::process::Command::new(BOOTCFG)
+        .arg("validate")
+        .arg(&case_path)
+        .output()
+        .expect("bootcfg validate");
+    let bc_rejects = !v.status.success();
+    let validate_msg =
+        String::from_utf8_lossy(&v.stdout).into_owned() + &String::from_utf8_lossy(&v.stderr);
+
+    let fresh;
+    let (ci, bc) = match roots {
+        Some(r) => {
+            r.reset();
+            (&r.ci, &r.bc)
+        }
+        None => {
+            fresh = (Root::fresh("cloudinit"), Root::fresh("base"));
+            (&fresh.0, &fresh.1)
+        }
+    };
+    seed_bytes(ci, &raw, &instance_id);
+    seed_bytes(bc, &raw, &instance_id);
+    let (ci_before, bc_before) = (ci.manifest(CORPUS_WATCH), bc.manifest(CORPUS_WATCH));
+    let (ci_pkgs, bc_pkgs) = (ci.dpkg_installed(), bc.dpkg_installed());
+    let ci_status_before = ci.read("var/lib/dpkg/status");
+    let tw = Instant::now();
+    let _heavy = heavy_lock();
+    out.wait = tw.elapsed().as_secs_f64();
+    let ci_out = chroot::run(
+        in_root(ci.path(), &["sh", "-c", CI_ALL_STAGES]),
+        APPLY_TIMEOUT,
+    );
+    assert!(ci_out.status.success(), "{}", ci_out.report());
+    let ci_rejects = ci_rejected(ci);
+    let ci_changes = root_changes(ci, &ci_before);
+
+    // bootcfg: plan (always, for the plan level and to see a refusal at plan time), then run.
+    let ud_path = write_user_data(bc, "");
+    std::fs::write(&ud_path, &raw).expect("user-data");
+    let plan_out = chroot::run(
+        bootcfg_cmd("plan", bc, &ud_path, &instance_id, HOSTNAME),
+        APPLY_TIMEOUT,
+    );
+    let plan_json: serde_json::Value =
+        serde_json::from_str(plan_out.stdout.trim()).unwrap_or(serde_json::Value::Null);
+    let bc_plan_rejects = !plan_out.status.success();
+    let refused = bc_rejects || bc_plan_rejects;
+    let expected_level = if refused {
+        Level::Validation
+    } else if case.network {
+        Level::Plan
+    } else if case.level == Level::Install {
+        Level::Install
+    } else {
+        Level::Files
+    };
+    if expected_level != case.level {
+        out.problems.push(format!(
+            "the index says {:?}, the case is compared at {expected_level:?} (bootcfg refuses: {refused}; network: {})\n{validate_msg}\n{}",
+            case.level,
+            case.network,
+            plan_out.report()
+        ));
+    }
+    match expected_level {
+        Level::Validation => {
+            let why = if bc_rejects {
+                validate_msg.clone()
+            } else {
+                plan_out.stdout.clone() + &plan_out.stderr
+            };
+            match &ci_rejects {
+                Some(c) => {
+                    out.same = "both reject";
+                    eprintln!("[corpus]   both reject; cloud-init: {c}")
+                }
+                None => {
+                    let a = if why.contains("not supported") || why.contains("does not support") {
+                        "not-supported"
+                    } else {
+                        "strict-validation"
+                    };
+                    out.allowances.insert(a);
+                    eprintln!("[corpus]   bootcfg refuses, cloud-init applies it ({a})");
+                }
+            }
+        }
+        Level::Plan => {
+            let (bc_changes, fetches) = plan_changes(bc, &plan_json);
+            if ci_changes.is_empty() {
+                // Neither can apply it offline: compared at validation level (both accept).
+                if ci_rejects
+                    .as_deref()
+                    .is_some_and(|r| r.contains("schema errors"))
+                {
+                    out.problems.push(format!(
+                        "cloud-init's schema refuses what bootcfg plans: {:?}",
+                        ci_rejects
+                    ));
+                }
+                out.same = "both accept";
+                eprintln!(
+                    "[corpus]   cloud-init wrote nothing before its network step; both accept the case"
+                );
+            }
+            for d in explain(&text, &ci_changes, &bc_changes, false, &fetches) {
+                match d.allowance {
+                    Some(a) => {
+                        out.allowances.insert(a);
+                    }
+                    None => out.problems.push(d.what),
+                }
+            }
+        }
+        Level::Files | Level::Install => {
+            let run = chroot::run(run_cmd(bc), APPLY_TIMEOUT);
+            let bc_ok = run.status.success();
+            let bc_changes = root_changes(bc, &bc_before);
+            // Schema complaints are only logged by cloud-init; a failed module is a failure.
+            let ci_failed = ci_rejects
+                .as_deref()
+                .is_some_and(|r| r.contains("modules-"));
+            if bc_ok == ci_failed {
+                out.problems.push(format!(
+                    "bootcfg run ok: {bc_ok}, cloud-init modules ok: {} ({ci_rejects:?})\n{}",
+                    !ci_failed,
+                    run.report()
+                ));
+            }
+            for d in explain(&text, &ci_changes, &bc_changes, true, &[]) {
+                match d.allowance {
+                    Some(a) => {
+                        out.allowances.insert(a);
+                    }
+                    None => out.problems.push(d.what),
+                }
+            }
+            // debconf: the questions the case sets.
+            for q in debconf_questions(&text) {
+                let (b, c) = (bc.debconf(&q), ci.debconf(&q));
+                if b != c {
+                    if c.is_none() && has_top_key(&text, "debconf_selections") {
+                        out.allowances.insert("legacy-debconf-selections");
+                    } else {
+                        out.problems
+                            .push(format!("debconf {q}: bootcfg {b:?}, cloud-init {c:?}"));
+                    }
+                }
+            }
+            // Packages.
+            if case.level == Level::Install {
+                let (bp, cp) = (bc.dpkg_installed(), ci.dpkg_installed());
+                let new = |now: &BTreeMap<String, String>, was: &BTreeMap<String, String>| {
+                    now.iter()
+                        .filter(|(k, v)| was.get(*k) != Some(*v))
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<BTreeSet<_>>()
+                };
+                let (bn, cn) = (new(&bp, &bc_pkgs), new(&cp, &ci_pkgs));
+                // cloud-init's own image already has some of them (it depends on them).
+                let bn: BTreeSet<String> = bn
+                    .into_iter()
+                    .filter(|p| {
+                        let (k, v) = p.split_once('=').expect("k=v");
+                        ci_pkgs.get(k).map(String::as_str) != Some(v)
+                    })
+                    .collect();
+                if bn != cn {
+                    out.problems.push(format!(
+                        "dpkg: new packages differ: only bootcfg {:?}, only cloud-init {:?}",
+                        bn.difference(&cn).collect::<Vec<_>>(),
+                        cn.difference(&bn).collect::<Vec<_>>()
+                    ));
+                }
+            } else {
+                assert_eq!(
+                    ci.read("var/lib/dpkg/status"),
+                    ci_status_before,
+                    "the stubbed case changed dpkg's status"
+                );
+                let (b, c) = (apt_ops(bc, &bc_pkgs), apt_ops(ci, &ci_pkgs));
+                let legacy_only = !has_top_key(&text, "apt")
+                    && LEGACY_APT_KEYS.iter().any(|k| has_top_key(&text, k));
+                if b != c && legacy_only && (b.1, &b.2) == (c.1, &c.2) {
+                    // bootcfg's `apt-get update` after the old keys' sources
+                    out.allowances.insert("legacy-apt-keys");
+                } else if b != c {
+                    out.problems.push(format!(
+                        "apt operations (update, upgrade, new packages): bootcfg {b:?}, cloud-init {c:?}"
+                    ));
+                }
+            }
+            // The service: cloud-init starts it (stub), bootcfg never does in an image.
+            if ci.exists("var/log/service-stub.log")
+                && ci
+                    .read_string("var/log/service-stub.log")
+                    .lines()
+                    .any(|l| l.contains("puppet"))
+            {
+                out.allowances.insert("service-start");
+            }
+        }
+    }
+    // `packages` entries in cloud-init 23.2's form (`- apt: [...]`, `- snap: [...]`): bootcfg
+    // installs the apt ones (snap ones are ignored with a warning); cloud-init 22.4 fails its
+    // package module on them ("Invalid package type") before installing anything.
+    let newer_packages = ci_rejects
+        .as_deref()
+        .is_some_and(|r| r.contains("Invalid package type"))
+        && regex::Regex::new(r"(?m)^\s*-\s*(apt|snap):")
+            .expect("regex")
+            .is_match(&text);
+    if newer_packages {
+        let before = out.problems.len();
+        out.problems
+            .retain(|p| !p.starts_with("bootcfg run ok:") && !p.starts_with("apt operations"));
+        if out.problems.len() != before {
+            out.allowances.insert("packages-newer-syntax");
+        }
+    }
+    // A whole user-data in base64 (one line): bootcfg decodes it, cloud-init does not (it logs
+    // the blob as an unhandled non-multipart part and applies nothing).
+    let raw_is_base64 = {
+        let t = String::from_utf8_lossy(&raw);
+        let t = t.trim();
+        !t.is_empty()
+            && !t.contains('\n')
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    };
+    let ci_log = if ci.exists("var/log/cloud-init.log") {
+        ci.read_string("var/log/cloud-init.log")
+    } else {
+        String::new()
+    };
+    if raw_is_base64
+        && ci_log.contains("Unhandled non-multipart (text/x-not-multipart) userdata")
+        && !out.problems.is_empty()
+    {
+        out.allowances.insert("base64-user-data");
+        out.problems.clear();
+    }
+    out.secs = t0.elapsed().as_secs_f64();
+    out
+}
+
+/// Every case of the corpus through both tools (see the comment above [`CORPUS_WATCH`]). Prints
+/// per-case timing and outcome, the corpus size and the equivalence rate.
+#[test]
+fn corpus_cases_match_cloud_init_or_differ_only_as_documented() {
+    let t0 = Instant::now();
+    let cases = corpus_index();
+    // The index lists every file of the corpus, once.
+    let mut files: Vec<String> = std::fs::read_dir(corpus_dir())
+        .expect("corpus dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|f| f != "README.md")
+        .collect();
+    files.sort();
+    let mut indexed: Vec<String> = cases.iter().map(|c| c.file.clone()).collect();
+    indexed.sort();
+    assert_eq!(
+        files, indexed,
+        "tests/fixtures/corpus/README.md must index every case once"
+    );
+    let only = std::env::var("BOOTCFG_CORPUS_ONLY").ok();
+    let roots = CorpusRoots::new();
+    eprintln!("[corpus] shared roots ready in {:.1?}", t0.elapsed());
+    let mut outcomes = Vec::new();
+    for (n, case) in cases.iter().enumerate() {
+        if only.as_deref().is_some_and(|o| !case.file.contains(o)) {
+            continue;
+        }
+        let shared = (case.level != Level::Install).then_some(&roots);
+        let o = run_case(case, shared, n);
+        eprintln!(
+            "[corpus] {:<44} {:<10} {:>5.1} s (+{:.1} s waiting)  {}{}",
+            o.file,
+            format!("{:?}", o.level).to_lowercase(),
+            o.secs - o.wait,
+            o.wait,
+            if o.problems.is_empty() {
+                if o.allowances.is_empty() {
+                    o.same.to_owned()
+                } else {
+                    format!(
+                        "documented: {}",
+                        o.allowances.iter().copied().collect::<Vec<_>>().join(", ")
+                    )
+                }
+            } else {
+                "DIFFERS".to_owned()
+            },
+            o.problems
+                .iter()
+                .map(|p| format!("\n    - {}", p.replace('\n', "\n      ")))
+                .collect::<String>()
+        );
+        outcomes.push(o);
+    }
+    let total = outcomes.len();
+    let equivalent = outcomes.iter().filter(|o| o.problems.is_empty()).count();
+    let identical = outcomes
+        .iter()
+        .filter(|o| o.problems.is_empty() && o.allowances.is_empty())
+        .count();
+    for o in &outcomes {
+        for a in &o.allowances {
+            assert!(
+                ALLOWED.iter().any(|x| x.key == *a),
+                "{}: unknown allowance {a}",
+                o.file
+            );
+        }
+    }
+    let waited: f64 = outcomes.iter().map(|o| o.wait).sum();
+    eprintln!(
+        "[corpus] corpus size {total}; equivalent {equivalent}/{total} ({:.0}%): {identical} identical, {} differing only in documented ways; {:.0?} in all, of which {waited:.0} s waiting for other tests' heavy lock",
+        100.0 * equivalent as f64 / total.max(1) as f64,
+        equivalent - identical,
+        t0.elapsed()
+    );
+    let bad: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| !o.problems.is_empty())
+        .map(|o| o.file.as_str())
+        .collect();
+    assert!(bad.is_empty(), "cases that differ beyond ALLOWED: {bad:?}");
 }

@@ -331,9 +331,39 @@ fn default_template(os_id: &str) -> &'static str {
          deb $MIRROR $RELEASE-backports main restricted universe multiverse\n\
          deb $SECURITY $RELEASE-security main restricted universe multiverse\n"
     } else {
-        "deb $MIRROR $RELEASE main\n\
+        // cloud-init's templates/sources.list.debian.tmpl as it renders it (22.4 to 25.1): the
+        // `## template:jinja` line dropped, `{{mirror}}`/`{{security}}`/`{{codename}}` as our
+        // variables; the plan turns `$RELEASE-security` into `$RELEASE/updates` for buster and
+        // stretch, as the template's `{% if %}` does.
+        "## Note, this file is written by cloud-init on first boot of an instance\n\
+         ## modifications made here will not survive a re-bundle.\n\
+         ## if you wish to make changes you can:\n\
+         ## a.) add 'apt_preserve_sources_list: true' to /etc/cloud/cloud.cfg\n\
+         ##     or do the same in user-data\n\
+         ## b.) add sources in /etc/apt/sources.list.d\n\
+         ## c.) make changes to template file /etc/cloud/templates/sources.list.debian.tmpl\n\
+         ###\n\
+         \n\
+         # See http://www.debian.org/releases/stable/i386/release-notes/ch-upgrading.html\n\
+         # for how to upgrade to newer versions of the distribution.\n\
+         deb $MIRROR $RELEASE main\n\
+         deb-src $MIRROR $RELEASE main\n\
+         \n\
+         ## Major bug fix updates produced after the final release of the\n\
+         ## distribution.\n\
+         deb $SECURITY $RELEASE-security main\n\
+         deb-src $SECURITY $RELEASE-security main\n\
          deb $MIRROR $RELEASE-updates main\n\
-         deb $SECURITY $RELEASE-security main\n"
+         deb-src $MIRROR $RELEASE-updates main\n\
+         \n\
+         ## Uncomment the following two lines to add software from the 'backports'\n\
+         ## repository.\n\
+         ## \n\
+         ## N.B. software from this repository may not have been tested as\n\
+         ## extensively as that contained in the main release, although it includes\n\
+         ## newer versions of some applications which may provide useful features.\n\
+         deb $MIRROR $RELEASE-backports main\n\
+         deb-src $MIRROR $RELEASE-backports main\n"
     }
 }
 
@@ -370,7 +400,42 @@ impl Module for AptSources {
     fn plan(&self, ud: &UserData, ctx: &Ctx, st: &mut PlanState) -> Result<Vec<Action>, StepError> {
         let apt = &ud.apt;
         let mut a = Vec::new();
-        let defaults = default_mirrors(&ctx.os_id);
+        let mut defaults = default_mirrors(&ctx.os_id);
+        // As cloud-init does: the image's own cloud-init configuration gives the default mirrors
+        // (`system_info.package_mirrors`: a resolvable `search` entry, else `failsafe`).
+        let mut cfgs: Vec<String> = Vec::new();
+        if let Ok(Some(b)) = ctx.root.read("/etc/cloud/cloud.cfg") {
+            cfgs.push(String::from_utf8_lossy(&b).into_owned());
+        }
+        if let Ok(mut names) = ctx.root.list_dir("/etc/cloud/cloud.cfg.d") {
+            names.sort();
+            for n in names.iter().filter(|n| n.ends_with(".cfg")) {
+                if let Ok(Some(b)) = ctx.root.read(&format!("/etc/cloud/cloud.cfg.d/{n}")) {
+                    cfgs.push(String::from_utf8_lossy(&b).into_owned());
+                }
+            }
+        }
+        let cfg_refs: Vec<&str> = cfgs.iter().map(String::as_str).collect();
+        if let Some(m) = schemas::userdata::image_cfg::package_mirrors(&cfg_refs, &ctx.arch) {
+            if let Some(p) = m
+                .search_primary
+                .iter()
+                .find(|u| resolves(u))
+                .cloned()
+                .or(m.primary)
+            {
+                defaults.primary = p;
+            }
+            if let Some(sec) = m
+                .search_security
+                .iter()
+                .find(|u| resolves(u))
+                .cloned()
+                .or(m.security)
+            {
+                defaults.security = sec;
+            }
+        }
         let primary = pick(&apt.primary, &ctx.arch).unwrap_or(defaults.primary);
         let security = pick(&apt.security, &ctx.arch).unwrap_or_else(|| {
             if apt.primary.is_empty() {
@@ -405,10 +470,14 @@ impl Module for AptSources {
         }
 
         if !apt.preserve_sources_list {
-            let tmpl = apt
-                .sources_list
-                .as_deref()
-                .unwrap_or(default_template(&ctx.os_id));
+            let tmpl: String = match apt.sources_list.as_deref() {
+                Some(t) => t.to_owned(),
+                // cloud-init's Debian template: `<codename>/updates` security suites before bullseye
+                None if ctx.os_id != "ubuntu" && matches!(release, Some("buster" | "stretch")) => {
+                    default_template(&ctx.os_id).replace("$RELEASE-security", "$RELEASE/updates")
+                }
+                None => default_template(&ctx.os_id).to_owned(),
+            };
             let vars = [
                 ("RELEASE", release),
                 ("codename", release),
@@ -416,7 +485,7 @@ impl Module for AptSources {
                 ("PRIMARY", Some(primary.as_str())),
                 ("SECURITY", Some(security.as_str())),
             ];
-            let mut text = render(tmpl, &vars).map_err(StepError::Invalid)?;
+            let mut text = render(&tmpl, &vars).map_err(StepError::Invalid)?;
             let deb822 = schemas::userdata::checks::is_deb822(&text);
             if !apt.disable_suites.is_empty() {
                 text = if deb822 {
@@ -456,6 +525,11 @@ impl Module for AptSources {
 
         let repo_re = regex::Regex::new(&apt.add_apt_repo_match)
             .map_err(|e| StepError::Invalid(format!("apt.add_apt_repo_match: {e}")))?;
+        // Entries sharing a file (legacy `apt_sources` entries without `filename` all go to
+        // cloud_config_sources.list) each get their own keyring: `<stem>.gpg`, `<stem>-2.gpg`, …
+        // (cloud-init writes them all to one file, the last key replacing the others).
+        let mut keyrings_per_stem: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
         for s in &apt.sources {
             let stem = s
                 .filename
@@ -468,8 +542,18 @@ impl Module for AptSources {
                     s.name, s.filename
                 )));
             }
-            let keyring = format!("{KEYRING_DIR}/{stem}.gpg");
             let source = s.source.as_deref();
+            let keyring = if s.key.is_some() || source.is_some_and(|x| x.starts_with("ppa:")) {
+                let n = keyrings_per_stem.entry(stem.clone()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    format!("{KEYRING_DIR}/{stem}.gpg")
+                } else {
+                    format!("{KEYRING_DIR}/{stem}-{n}.gpg")
+                }
+            } else {
+                format!("{KEYRING_DIR}/{stem}.gpg")
+            };
             if let Some(ppa) = source.and_then(|x| x.strip_prefix("ppa:")) {
                 if ctx.os_id != "ubuntu" {
                     return Err(StepError::Invalid(format!(
@@ -770,6 +854,173 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# suite disabled by bootcfg: deb http://mirror.example/debian bookworm-updates main"), "{text}");
+    }
+
+    /// Issue 13, item 4: without `sources_list`, the main list is cloud-init's Debian template as
+    /// cloud-init renders it (deb-src lines, backports, its comments), `/updates` before bullseye.
+    #[test]
+    fn default_debian_main_list_is_cloud_inits_template() {
+        let (d, ctx) = root();
+        let mut ud = UserData::default();
+        ud.apt.preserve_sources_list = false;
+        ud.apt.primary = vec![Mirror {
+            arches: vec!["default".into()],
+            uri: Some("http://m/debian".into()),
+            ..Default::default()
+        }];
+        ud.apt.security = vec![Mirror {
+            arches: vec!["default".into()],
+            uri: Some("http://s/debian-security".into()),
+            ..Default::default()
+        }];
+        let acts = AptSources
+            .plan(&ud, &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "s", &acts);
+        let text = read(&d, "/etc/apt/sources.list");
+        assert!(
+            text.starts_with(
+                "## Note, this file is written by cloud-init on first boot of an instance\n"
+            ),
+            "{text}"
+        );
+        let active: Vec<&str> = text.lines().filter(|l| l.starts_with("deb")).collect();
+        assert_eq!(
+            active,
+            [
+                "deb http://m/debian bookworm main",
+                "deb-src http://m/debian bookworm main",
+                "deb http://s/debian-security bookworm-security main",
+                "deb-src http://s/debian-security bookworm-security main",
+                "deb http://m/debian bookworm-updates main",
+                "deb-src http://m/debian bookworm-updates main",
+                "deb http://m/debian bookworm-backports main",
+                "deb-src http://m/debian bookworm-backports main",
+            ]
+        );
+        assert!(text.ends_with("deb-src http://m/debian bookworm-backports main\n"));
+        // buster: the security suite is `buster/updates`
+        std::fs::write(
+            d.path().join("etc/os-release"),
+            "ID=debian\nVERSION_CODENAME=buster\n",
+        )
+        .unwrap();
+        let ctx = Ctx::new(
+            crate::rootfs::Root::new(d.path()).unwrap(),
+            "i-0abc",
+            "web-1.example.com",
+        );
+        apply(
+            &ctx,
+            "s",
+            &AptSources
+                .plan(&ud, &ctx, &mut PlanState::default())
+                .unwrap(),
+        );
+        let text = read(&d, "/etc/apt/sources.list");
+        assert!(
+            text.contains("deb http://s/debian-security buster/updates main\n"),
+            "{text}"
+        );
+    }
+
+    /// Issue 13, item 5: with no mirror in the user-data, `$MIRROR` and `$SECURITY` come from the
+    /// image's cloud-init configuration (Debian's cloud.cfg: https://deb.debian.org/...), the
+    /// last cloud.cfg.d file that sets them winning; without one, http://deb.debian.org.
+    #[test]
+    fn default_mirrors_come_from_the_images_cloud_cfg() {
+        let (d, ctx) = root();
+        let mut ud = UserData::default();
+        ud.apt.sources = vec![src("m", "deb $MIRROR $RELEASE main", None)];
+        ud.apt
+            .sources
+            .push(src("s", "deb $SECURITY $RELEASE-security main", None));
+        let plan_lists = |ctx: &Ctx| {
+            apply(
+                ctx,
+                "s",
+                &AptSources
+                    .plan(&ud, ctx, &mut PlanState::default())
+                    .unwrap(),
+            );
+            (
+                read(&d, "/etc/apt/sources.list.d/m.list"),
+                read(&d, "/etc/apt/sources.list.d/s.list"),
+            )
+        };
+        let (m, s) = plan_lists(&ctx);
+        assert_eq!(m, "deb http://deb.debian.org/debian bookworm main\n");
+        assert_eq!(
+            s,
+            "deb http://deb.debian.org/debian-security bookworm-security main\n"
+        );
+        std::fs::create_dir_all(d.path().join("etc/cloud/cloud.cfg.d")).unwrap();
+        std::fs::write(
+            d.path().join("etc/cloud/cloud.cfg"),
+            "system_info:\n   package_mirrors:\n     - arches: [default]\n       failsafe:\n         primary: https://deb.debian.org/debian\n         security: https://deb.debian.org/debian-security\n",
+        )
+        .unwrap();
+        std::fs::remove_file(d.path().join("etc/apt/sources.list.d/m.list")).unwrap();
+        std::fs::remove_file(d.path().join("etc/apt/sources.list.d/s.list")).unwrap();
+        let (m, s) = plan_lists(&ctx);
+        assert_eq!(m, "deb https://deb.debian.org/debian bookworm main\n");
+        assert_eq!(
+            s,
+            "deb https://deb.debian.org/debian-security bookworm-security main\n"
+        );
+        std::fs::write(
+            d.path().join("etc/cloud/cloud.cfg.d/90-mirror.cfg"),
+            "system_info:\n  package_mirrors:\n    - arches: [default]\n      failsafe: {primary: 'http://mirror.internal/debian', security: 'http://mirror.internal/debian-security'}\n",
+        )
+        .unwrap();
+        std::fs::remove_file(d.path().join("etc/apt/sources.list.d/m.list")).unwrap();
+        std::fs::remove_file(d.path().join("etc/apt/sources.list.d/s.list")).unwrap();
+        let (m, _) = plan_lists(&ctx);
+        assert_eq!(m, "deb http://mirror.internal/debian bookworm main\n");
+    }
+
+    /// Two keyed legacy `apt_sources` entries without `filename` share cloud_config_sources.list;
+    /// each key gets its own keyring (one file held only the last key, and the first repository's
+    /// line named a keyring without its key).
+    #[test]
+    fn keyed_entries_sharing_a_file_get_a_keyring_each() {
+        let (d, ctx) = root();
+        let mut ud = UserData::default();
+        let mut a = src(
+            "a",
+            "deb http://a x main",
+            Some(KeySource::Armored(KEY.into())),
+        );
+        a.filename = "cloud_config_sources.list".into();
+        let mut b = src(
+            "b",
+            "deb http://b x main",
+            Some(KeySource::Armored(KEY.into())),
+        );
+        b.filename = "cloud_config_sources.list".into();
+        ud.apt.sources = vec![a, b];
+        apply(
+            &ctx,
+            "s",
+            &AptSources
+                .plan(&ud, &ctx, &mut PlanState::default())
+                .unwrap(),
+        );
+        assert_eq!(
+            read(&d, "/etc/apt/sources.list.d/cloud_config_sources.list"),
+            "deb [signed-by=/etc/apt/keyrings/cloud_config_sources.gpg] http://a x main\n\
+             deb [signed-by=/etc/apt/keyrings/cloud_config_sources-2.gpg] http://b x main\n"
+        );
+        assert!(
+            d.path()
+                .join("etc/apt/keyrings/cloud_config_sources.gpg")
+                .exists()
+        );
+        assert!(
+            d.path()
+                .join("etc/apt/keyrings/cloud_config_sources-2.gpg")
+                .exists()
+        );
     }
 
     /// Issue 13, item 6: a deb822 `sources_list` goes where apt reads deb822, and the old main

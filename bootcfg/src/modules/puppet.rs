@@ -2,8 +2,9 @@
 //!
 //! Layouts (`install_type`):
 //! - `packages` (default, Debian): `/etc/puppet/puppet.conf`, ssldir `/var/lib/puppet/ssl`,
-//!   `/etc/puppet/csr_attributes.yaml`, `puppet` on PATH; package `puppet-agent`, falling back
-//!   to `puppet` when apt does not know `puppet-agent`.
+//!   `/etc/puppet/csr_attributes.yaml`, `puppet` on PATH; package `puppet` (cloud-init's
+//!   default `package_name`; on Debian 12 it pulls in `puppet-agent`), falling back to
+//!   `puppet-agent` when apt does not know `puppet`.
 //! - `aio` (Puppet/OpenVox all-in-one): `/etc/puppetlabs/puppet/{puppet.conf,ssl,csr_attributes.yaml}`,
 //!   `/opt/puppetlabs/bin/puppet`; package `puppet-agent` (or `openvox-agent`) from an apt
 //!   repository you configure under `apt.sources`. Deliberate difference: cloud-init downloads
@@ -59,7 +60,9 @@ pub fn layout(p: &schemas::userdata::model::Puppet) -> Layout {
             ssl_dir: "/var/lib/puppet/ssl".into(),
             csr_attributes: "/etc/puppet/csr_attributes.yaml".into(),
             bin: programs::PUPPET,
-            packages: vec!["puppet-agent".into(), "puppet".into()],
+            // cloud-init installs `puppet` (its default package_name); the same packages end up
+            // installed (corpus case ci-integ-puppet-service.yaml)
+            packages: vec!["puppet".into(), "puppet-agent".into()],
             units: vec!["puppet-agent.service".into(), "puppet.service".into()],
         },
         InstallType::Aio => Layout {
@@ -307,12 +310,12 @@ mod tests {
         );
         assert_eq!(mode(&d, "/etc/puppet/csr_attributes.yaml"), 0o600);
         let shown: Vec<String> = cmds.iter().map(|c| c.argv.join(" ")).collect();
-        // recorder: apt-cache probe finds puppet-agent first
+        // recorder: apt-cache probe finds `puppet` (cloud-init's package) first
         assert!(
-            shown[1].starts_with("apt-cache show --no-all-versions puppet-agent"),
+            shown[1].ends_with("apt-cache show --no-all-versions puppet"),
             "{shown:?}"
         );
-        assert!(shown[2].ends_with("install puppet-agent"), "{shown:?}");
+        assert!(shown[2].ends_with("install puppet"), "{shown:?}");
         assert_eq!(shown.last().unwrap(), "puppet agent --test --waitforcert 0");
         assert_eq!(cmds.last().unwrap().ok_codes, [0, 2]);
     }

@@ -4,6 +4,7 @@
 mod build;
 pub mod checks;
 mod decode;
+pub mod image_cfg;
 pub mod keys;
 pub mod model;
 pub mod schema;
