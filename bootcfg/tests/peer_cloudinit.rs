@@ -162,6 +162,12 @@ const ALLOWED: &[Allowed] = &[
         why: "everything from user-data is validated before anything is touched",
     },
     Allowed {
+        key: "plan-then-apply",
+        bootcfg: "every module is planned before anything changes (one that cannot be planned: nothing is written); a module that fails while applying stops only the modules that need it (modules::NEEDS), and markers are written only on success, so the next boot retries",
+        cloud_init: "each module runs in turn whatever failed before it, and its semaphore is written even when it fails, so it never runs again for the instance",
+        why: "issue 14 and issue 13 item 9: a machine half-configured in the wrong order (packages before their sources or preseed, Puppet before the packages) is worse than one not configured yet; shown by bootcfg's agent tests (a_failed_module_stops_only_the_modules_that_need_it)",
+    },
+    Allowed {
         key: "not-supported",
         bootcfg: "refused or ignored with a message: #include, Jinja templates, #cloud-config-archive, merge_how/Merge-Type other than the default merge, snap packages, DNS mirror search, puppet's AIO install script",
         cloud_init: "supported",
