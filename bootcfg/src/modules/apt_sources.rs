@@ -33,6 +33,7 @@
 use super::{Module, PlanState};
 use crate::action::{Action, Content, KeyFetch, StepError};
 use crate::ctx::Ctx;
+use crate::debian::SourceLine;
 use schemas::userdata::model::{KeySource, Mirror, UserData};
 
 pub const KEYRING_DIR: &str = schemas::userdata::model::KEYRING_DIR;
@@ -158,64 +159,42 @@ pub fn inject_signed_by(line: &str, keyring: &str) -> String {
 
 /// Convert a one-line `deb [opts] uri suite [components…]` source into a deb822 stanza.
 pub fn to_deb822(line: &str) -> Result<String, String> {
-    let mut toks = line.split_whitespace();
-    let kind = toks
-        .next()
-        .filter(|k| *k == "deb" || *k == "deb-src")
-        .ok_or_else(|| format!("`{line}` is not a `deb` line"))?;
-    let rest: Vec<&str> = toks.collect();
-    let mut i = 0;
+    let src = SourceLine::parse(line)
+        .ok_or_else(|| format!("`{line}` is not a `deb`/`deb-src` line with a URI and a suite"))?;
     let mut opts: Vec<(String, String)> = Vec::new();
-    if rest.first().is_some_and(|t| t.starts_with('[')) {
-        let mut inner = Vec::new();
-        while i < rest.len() {
-            let t = rest[i].trim_start_matches('[');
-            let end = t.ends_with(']');
-            let t = t.trim_end_matches(']');
-            if !t.is_empty() {
-                inner.push(t.to_owned());
-            }
-            i += 1;
-            if end {
-                break;
-            }
-        }
-        for o in inner {
-            let (k, v) = o
-                .split_once('=')
-                .ok_or_else(|| format!("option `{o}` in `{line}` is not key=value"))?;
-            let key = match k {
-                "arch" => "Architectures".to_owned(),
-                "lang" => "Languages".to_owned(),
-                "target" => "Targets".to_owned(),
-                "signed-by" => "Signed-By".to_owned(),
-                "trusted" => "Trusted".to_owned(),
-                "pdiffs" => "PDiffs".to_owned(),
-                "by-hash" => "By-Hash".to_owned(),
-                "allow-insecure" => "Allow-Insecure".to_owned(),
-                "check-valid-until" => "Check-Valid-Until".to_owned(),
-                other => other
-                    .split('-')
-                    .map(|w| {
-                        let mut c = w.chars();
-                        c.next()
-                            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                            .unwrap_or_default()
-                    })
-                    .collect::<Vec<_>>()
-                    .join("-"),
-            };
-            opts.push((key, v.replace(',', " ")));
-        }
+    for o in src.options.as_deref().unwrap_or("").split_whitespace() {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| format!("option `{o}` in `{line}` is not key=value"))?;
+        let key = match k {
+            "arch" => "Architectures".to_owned(),
+            "lang" => "Languages".to_owned(),
+            "target" => "Targets".to_owned(),
+            "signed-by" => "Signed-By".to_owned(),
+            "trusted" => "Trusted".to_owned(),
+            "pdiffs" => "PDiffs".to_owned(),
+            "by-hash" => "By-Hash".to_owned(),
+            "allow-insecure" => "Allow-Insecure".to_owned(),
+            "check-valid-until" => "Check-Valid-Until".to_owned(),
+            other => other
+                .split('-')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+                .join("-"),
+        };
+        opts.push((key, v.replace(',', " ")));
     }
-    let uri = rest.get(i).ok_or_else(|| format!("`{line}` has no URI"))?;
-    let suite = rest
-        .get(i + 1)
-        .ok_or_else(|| format!("`{line}` has no suite"))?;
-    let comps = &rest[(i + 2).min(rest.len())..];
-    let mut s = format!("Types: {kind}\nURIs: {uri}\nSuites: {suite}\n");
-    if !comps.is_empty() {
-        s.push_str(&format!("Components: {}\n", comps.join(" ")));
+    let mut s = format!(
+        "Types: {}\nURIs: {}\nSuites: {}\n",
+        src.kind, src.uri, src.suite
+    );
+    if !src.components.is_empty() {
+        s.push_str(&format!("Components: {}\n", src.components.join(" ")));
     }
     for (k, v) in opts {
         s.push_str(&format!("{k}: {v}\n"));
@@ -304,22 +283,11 @@ fn disable_suites_deb822(text: &str, suites: &[String], release: Option<&str>) -
 fn disable_suites(text: &str, suites: &[String], release: Option<&str>) -> String {
     let wanted = disabled_suite_names(suites, release);
     text.lines()
-        .map(|l| {
-            let toks: Vec<&str> = l.split_whitespace().collect();
-            let mut i = 1;
-            if toks.get(1).is_some_and(|t| t.starts_with('[')) {
-                while i < toks.len() && !toks[i].ends_with(']') {
-                    i += 1;
-                }
-                i += 1;
-            }
-            let suite = toks.get(i + 1);
-            let is_src = matches!(toks.first(), Some(&"deb") | Some(&"deb-src"));
-            if is_src && suite.is_some_and(|s| wanted.iter().any(|w| w == s)) {
+        .map(|l| match SourceLine::parse(l) {
+            Some(src) if wanted.iter().any(|w| *w == src.suite) => {
                 format!("# suite disabled by bootcfg: {l}\n")
-            } else {
-                format!("{l}\n")
             }
+            _ => format!("{l}\n"),
         })
         .collect()
 }
