@@ -284,7 +284,7 @@ fn disable_suites(text: &str, suites: &[String], release: Option<&str>) -> Strin
     let wanted = disabled_suite_names(suites, release);
     text.lines()
         .map(|l| match SourceLine::parse(l) {
-            Some(src) if wanted.iter().any(|w| *w == src.suite) => {
+            Some(src) if wanted.contains(&src.suite) => {
                 format!("# suite disabled by bootcfg: {l}\n")
             }
             _ => format!("{l}\n"),
