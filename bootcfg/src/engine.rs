@@ -134,7 +134,17 @@ impl<'a> Engine<'a> {
     fn recover_dpkg(&mut self, module: &str, ours: &[String]) -> Result<(), StepError> {
         use crate::runner::programs::DPKG;
         let db = DpkgDb::read(&self.ctx.root)?;
-        let configure = Cmd::new([DPKG, "--configure", "-a"]).apt();
+        // --force-confold/--force-confdef as every apt-get call has: keep a conffile the image
+        // changed (an interrupted unpack leaves the prompt for the configure step; with no
+        // terminal dpkg would fail "end of file on stdin at conffile prompt").
+        let configure = Cmd::new([
+            DPKG,
+            "--force-confold",
+            "--force-confdef",
+            "--configure",
+            "-a",
+        ])
+        .apt();
         if !db.pending() {
             let mut st = self.step(module, StepKind::Run);
             st.command = Some(self.show_cmd(&configure));
@@ -195,16 +205,56 @@ impl<'a> Engine<'a> {
             if self.mode == Mode::Apply {
                 tracing::warn!(packages = %names(&refs), "reinstalling packages an interrupted dpkg left half-installed");
             }
+            let reinstall = Cmd::new(argv).apt();
             reinstall_failed = self
                 .recovery_step(
                     module,
-                    &Cmd::new(argv).apt(),
+                    &reinstall,
                     format!(
                         "unpack again from the archive what the interruption left half-installed: {}",
                         names(&refs)
                     ),
                 )
                 .err();
+            // apt refuses a reinstall while other packages of the interrupted batch have unmet
+            // dependencies ("Unmet dependencies. Try 'apt --fix-broken install' with no
+            // packages"): resolve those first, as apt advises, then reinstall again.
+            if self.mode == Mode::Plan || reinstall_failed.is_some() {
+                let when = if self.mode == Mode::Plan {
+                    "only if that reinstall fails: "
+                } else {
+                    ""
+                };
+                let fixed = self.recovery_step(
+                    module,
+                    &Cmd::new(apt_get(&["install", "-f"])).apt(),
+                    format!(
+                        "{when}let apt finish the interrupted batch's unmet dependencies first"
+                    ),
+                );
+                let still: Vec<String> = if self.mode == Mode::Apply {
+                    DpkgDb::read(&self.ctx.root)?
+                        .needs_reinstall()
+                        .into_iter()
+                        .map(DpkgRecord::apt_name)
+                        .collect()
+                } else {
+                    need.iter().map(DpkgRecord::apt_name).collect()
+                };
+                if fixed.is_ok() && self.mode == Mode::Apply && still.is_empty() {
+                    reinstall_failed = None;
+                } else if self.mode == Mode::Plan || fixed.is_ok() {
+                    let mut argv = apt_get(&["install", "-f", "--reinstall"]);
+                    argv.extend(still);
+                    reinstall_failed = self
+                        .recovery_step(
+                            module,
+                            &Cmd::new(argv).apt(),
+                            format!("{when}unpack again what still needs it"),
+                        )
+                        .err();
+                }
+            }
             failed = self
                 .recovery_step(
                     module,

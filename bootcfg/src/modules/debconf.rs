@@ -84,6 +84,9 @@ fn is_installed(ctx: &Ctx, pkg: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The recovery's configure command.
+    const CONFIGURE: &str = "dpkg --force-confold --force-confdef --configure -a";
     use crate::modules::testutil::*;
     use schemas::userdata::model::DebconfSet;
 
@@ -171,11 +174,11 @@ mod tests {
                 seen.push(cmd.argv.clone());
                 let configures = seen
                     .iter()
-                    .filter(|a| a.join(" ") == "dpkg --configure -a")
+                    .filter(|a| a.join(" ") == CONFIGURE)
                     .count();
-                if cmd.argv.join(" ") == "dpkg --configure -a" && configures == 1 {
+                if cmd.argv.join(" ") == CONFIGURE && configures == 1 {
                     return Err(RunError::Failed {
-                        command: "dpkg --configure -a".into(),
+                        command: CONFIGURE.into(),
                         status: "exit status: 1".into(),
                         output: "update-locale: Error: invalid locale settings".into(),
                     });
@@ -231,7 +234,7 @@ mod tests {
             "the preseed must come after the purge: {ran:?}"
         );
         assert_eq!(
-            ran.iter().filter(|c| *c == "dpkg --configure -a").count(),
+            ran.iter().filter(|c| *c == CONFIGURE).count(),
             2,
             "{ran:?}"
         );
