@@ -172,10 +172,7 @@ mod tests {
             fn run(&self, cmd: &Cmd) -> Result<CmdOutput, RunError> {
                 let mut seen = self.0.borrow_mut();
                 seen.push(cmd.argv.clone());
-                let configures = seen
-                    .iter()
-                    .filter(|a| a.join(" ") == CONFIGURE)
-                    .count();
+                let configures = seen.iter().filter(|a| a.join(" ") == CONFIGURE).count();
                 if cmd.argv.join(" ") == CONFIGURE && configures == 1 {
                     return Err(RunError::Failed {
                         command: CONFIGURE.into(),
@@ -233,11 +230,7 @@ mod tests {
             pos("--purge") < pos("debconf-set-selections"),
             "the preseed must come after the purge: {ran:?}"
         );
-        assert_eq!(
-            ran.iter().filter(|c| *c == CONFIGURE).count(),
-            2,
-            "{ran:?}"
-        );
+        assert_eq!(ran.iter().filter(|c| *c == CONFIGURE).count(), 2, "{ran:?}");
     }
 
     /// Without packages to reinstall, a failing repair is an error, not a purge.
