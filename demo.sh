@@ -35,8 +35,10 @@ cargo build --workspace --bins --quiet
 build_done=$(date +%s)
 echo "   done in $(( build_done - setup_done )) s"
 
+# Wherever cargo puts its output (CARGO_TARGET_DIR, a build.target-dir setting, else ./target).
+target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 status=0
-target/debug/demo "$@" || status=$?
+"$target_dir/debug/demo" "$@" || status=$?
 end=$(date +%s)
 echo
 echo "== demo.sh took $(( end - start )) s: setup $(( setup_done - start )) s, build $(( build_done - setup_done )) s, scenario $(( end - build_done )) s"
