@@ -15,6 +15,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+# Wherever cargo puts its output (CARGO_TARGET_DIR, a build.target-dir setting, else ./target).
+target=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 [ "$(id -u)" = 0 ] || { echo "bench/run-all.sh needs root (chroots, namespaces); run: sudo bench/run-all.sh" >&2; exit 2; }
 start=$(date +%s)
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
@@ -39,8 +41,8 @@ run() { # name command...
     sed 's/^/   /' "$out/$name.txt" | grep -v '^   {' | tail -12
   fi
 }
-run agent      env RUNS="${RUNS:-5}" BOOTCFG="$repo/target/release/bootcfg" bash bench/agent-overhead.sh
-run validate   env RUNS="${VALIDATE_RUNS:-20}" BOOTCFG="$repo/target/release/bootcfg" bash bench/validate.sh
+run agent      env RUNS="${RUNS:-5}" BOOTCFG="$target/release/bootcfg" bash bench/agent-overhead.sh
+run validate   env RUNS="${VALIDATE_RUNS:-20}" BOOTCFG="$target/release/bootcfg" bash bench/validate.sh
 run signer     bash bench/signer.sh
 run conductor  env N="${N:-100}" bash bench/conductor-launch.sh
 
@@ -52,7 +54,7 @@ size_line() { # label path
       "$( [ "$stripped" = "?" ] && echo "?" || printf '%.1f' "$(echo "$stripped / 1048576" | bc -l)")"
   fi
 }
-deb_size=$(bootcfg/dist/build-deb.sh target/release/bootcfg "$out/deb" 2>/dev/null | xargs -r stat -c %s 2>/dev/null || echo "")
+deb_size=$(bootcfg/dist/build-deb.sh "$target/release/bootcfg" "$out/deb" 2>/dev/null | xargs -r stat -c %s 2>/dev/null || echo "")
 
 section() { # name title method
   local name=$1 title=$2 method=$3
@@ -117,8 +119,8 @@ mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
   echo
   echo "| Build | Path | Size | Stripped |"
   echo "|---|---|---|---|"
-  size_line "debug" "$repo/target/debug/bootcfg"
-  size_line "release (lto=thin, strip=debuginfo)" "$repo/target/release/bootcfg"
+  size_line "debug" "$target/debug/bootcfg"
+  size_line "release (lto=thin, strip=debuginfo)" "$target/release/bootcfg"
   [ -n "$deb_size" ] && printf '| Debian package (release binary, xz) | bootcfg_*.deb | %.1f MB | |\n' "$(echo "$deb_size / 1048576" | bc -l)"
   echo
   section agent "Agent overhead: bootcfg vs cloud-init (bench/agent-overhead.sh)" \
