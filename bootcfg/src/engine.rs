@@ -91,7 +91,7 @@ impl<'a> Engine<'a> {
             } else {
                 None
             };
-            let out = self.runner.run(cmd)?;
+            let out = self.run_recorded(cmd)?;
             st.changed = if debconf {
                 self.ctx.root.read(DEBCONF_DB).ok().flatten() != before
             } else {
@@ -151,7 +151,7 @@ impl<'a> Engine<'a> {
             st.changed = false;
             st.note = Some("skipped: dpkg was not interrupted".to_owned());
             self.steps.push(st);
-            return Ok(());
+            return self.restore_intent(module);
         }
         let names = |v: &[&DpkgRecord]| {
             v.iter()
@@ -331,6 +331,100 @@ impl<'a> Engine<'a> {
             &Cmd::new(apt_get(&["install", "-f"])).apt(),
             "finish what the interrupted apt run left unresolved".to_owned(),
         )?;
+        self.restore_intent(module)
+    }
+
+    /// Run `cmd`; an `apt-get install` with its intent recorded first and removed after.
+    fn run_recorded(&mut self, cmd: &Cmd) -> Result<crate::runner::CmdOutput, StepError> {
+        let intent = match apt_install_packages(cmd) {
+            Some(requested) => self.record_intent(cmd, requested)?,
+            None => false,
+        };
+        let out = self.runner.run(cmd)?;
+        if intent {
+            self.ctx.root.remove(APT_INTENT)?;
+        }
+        Ok(out)
+    }
+
+    /// Before an `apt-get install` runs: what apt is about to install anew (`-s`), written to
+    /// [`APT_INTENT`]. A kill anywhere in the transaction leaves it for [`Self::restore_intent`]:
+    /// apt's own record of the transaction (its Recommends, its auto-installed marks in
+    /// `extended_states`) is written only at its end. Returns whether an intent was written.
+    fn record_intent(&mut self, cmd: &Cmd, requested: Vec<String>) -> Result<bool, StepError> {
+        let mut sim = cmd.clone();
+        if let Some(i) = sim.argv.iter().position(|a| a == "install") {
+            sim.argv.insert(i + 1, "--simulate".to_owned());
+        }
+        let out = self.runner.run(&sim)?;
+        let new = simulated_new(&out.stdout);
+        if new.is_empty() {
+            return Ok(false);
+        }
+        let intent = AptIntent { requested, new };
+        let text = serde_json::to_string(&intent).map_err(|e| StepError::Invalid(e.to_string()))?;
+        self.ctx.root.write(APT_INTENT, text.as_bytes(), 0o644)?;
+        Ok(true)
+    }
+
+    /// After a kill during an `apt-get install` ([`APT_INTENT`] left behind): install what it
+    /// was about to install and is still missing (its Recommends among them), and mark what it
+    /// installed for dependencies as automatically installed again, as the uninterrupted run
+    /// would have left them. `plan` shows these steps when the file is there.
+    fn restore_intent(&mut self, module: &str) -> Result<(), StepError> {
+        let Some(bytes) = self.ctx.root.read(APT_INTENT)? else {
+            return Ok(());
+        };
+        let intent: AptIntent = match serde_json::from_slice(&bytes) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("{APT_INTENT} is unreadable ({e}); removing it");
+                if self.mode == Mode::Apply {
+                    self.ctx.root.remove(APT_INTENT)?;
+                }
+                return Ok(());
+            }
+        };
+        let db = DpkgDb::read(&self.ctx.root)?;
+        let missing: Vec<String> = intent
+            .new
+            .iter()
+            .filter(|p| !db.is_installed(p))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let mut argv = apt_get(&["install"]);
+            argv.extend(missing.iter().cloned());
+            self.recovery_step(
+                module,
+                &Cmd::new(argv).apt(),
+                format!(
+                    "install what the interrupted apt run was about to install: {}",
+                    missing.join(", ")
+                ),
+            )?;
+        }
+        let auto: Vec<String> = intent
+            .new
+            .iter()
+            .filter(|p| !intent.requested.contains(p))
+            .cloned()
+            .collect();
+        if !auto.is_empty() {
+            let mut argv = vec![
+                crate::runner::programs::APT_MARK.to_owned(),
+                "auto".to_owned(),
+            ];
+            argv.extend(auto);
+            self.recovery_step(
+                module,
+                &Cmd::new(argv).apt(),
+                "mark its dependencies automatically installed, as apt would have".to_owned(),
+            )?;
+        }
+        if self.mode == Mode::Apply {
+            self.ctx.root.remove(APT_INTENT)?;
+        }
         Ok(())
     }
 
@@ -438,7 +532,7 @@ impl<'a> Engine<'a> {
                     st.note = Some(format!("first of {} that apt knows", candidates.join(", ")));
                 }
                 if self.mode == Mode::Apply {
-                    let out = self.runner.run(&cmd)?;
+                    let out = self.run_recorded(&cmd)?;
                     st.changed = changed_by(&cmd, &out);
                 }
                 self.steps.push(st);
@@ -612,6 +706,56 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// What an interrupted `apt-get install` was about to do (see `Engine::record_intent`).
+pub const APT_INTENT: &str = "/var/lib/bootcfg/apt-intent.json";
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct AptIntent {
+    /// The packages the command named (installed as requested: manual).
+    requested: Vec<String>,
+    /// Everything it was about to install anew, dependencies and Recommends included.
+    new: Vec<String>,
+}
+
+/// The packages of an `apt-get … install P…` that installs something (not `-f`, not
+/// `--reinstall`), without versions and architectures.
+fn apt_install_packages(cmd: &Cmd) -> Option<Vec<String>> {
+    let argv = &cmd.argv;
+    if argv.first()? != crate::runner::programs::APT_GET {
+        return None;
+    }
+    let i = argv.iter().position(|a| a == "install")?;
+    if argv
+        .iter()
+        .any(|a| a == "-f" || a == "--fix-broken" || a == "--reinstall" || a == "--simulate")
+    {
+        return None;
+    }
+    let pkgs: Vec<String> = argv[i + 1..]
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .filter_map(|a| a.split(['=', ':']).next().map(str::to_owned))
+        .collect();
+    (!pkgs.is_empty()).then_some(pkgs)
+}
+
+/// From `apt-get --simulate install`'s output: the packages installed anew
+/// (`Inst NAME (VERSION …)`; an upgrade is `Inst NAME [OLD] (…)` and keeps its marks).
+fn simulated_new(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let mut t = l.split_whitespace();
+            (t.next()? == "Inst").then_some(())?;
+            let name = t.next()?;
+            if t.next().is_some_and(|v| v.starts_with('[')) {
+                return None;
+            }
+            Some(name.split(':').next().unwrap_or(name).to_owned())
+        })
+        .collect()
+}
+
 /// A failed command's error on one line for a step's note: the first line (the command and its
 /// exit status) and the lines of its output that say what went wrong, at most 600 characters.
 fn failure_digest(err: &str) -> String {
@@ -686,6 +830,19 @@ fn apt_summary_changed(stdout: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simulated_installs_are_the_new_packages_only() {
+        let out = "NOTE: This is only a simulation!\nInst libfoo1 (1.0 Debian:12/stable [amd64])\nInst bar:amd64 [2.0] (2.1 Debian:12/stable [amd64])\nInst baz (3 Debian [all])\nConf libfoo1 (1.0 Debian:12/stable [amd64])\n";
+        assert_eq!(simulated_new(out), ["libfoo1", "baz"]);
+        let cmd = Cmd::new(apt_get(&["install", "hello=2.10-3", "puppet-agent:amd64"]));
+        assert_eq!(
+            apt_install_packages(&cmd).unwrap(),
+            ["hello", "puppet-agent"]
+        );
+        assert!(apt_install_packages(&Cmd::new(apt_get(&["install", "-f"]))).is_none());
+        assert!(apt_install_packages(&Cmd::new(apt_get(&["update"]))).is_none());
+    }
 
     #[test]
     fn apt_summary() {

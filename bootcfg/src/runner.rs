@@ -22,6 +22,7 @@ pub mod programs {
     pub const ENV: &str = "/usr/bin/env";
     pub const APT_GET: &str = "apt-get";
     pub const APT_CACHE: &str = "apt-cache";
+    pub const APT_MARK: &str = "apt-mark";
     pub const DPKG: &str = "dpkg";
     pub const DPKG_QUERY: &str = "dpkg-query";
     pub const DPKG_RECONFIGURE: &str = "dpkg-reconfigure";

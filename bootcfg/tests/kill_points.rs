@@ -560,6 +560,26 @@ fn end_state(root: &Root, modules: &[String]) -> BTreeMap<String, String> {
             format!("{} {}", get("Status"), get("Version")),
         );
     }
+    // apt's auto-installed marks (what `apt-mark showauto` lists): a rerun must leave the
+    // dependencies automatic, as the uninterrupted run does
+    let installed: BTreeSet<String> = parse_rfc822(&root.read_string("var/lib/dpkg/status"))
+        .into_iter()
+        .filter(|st| st.get("Status").is_some_and(|v| v.ends_with(" installed")))
+        .filter_map(|st| st.get("Package").cloned())
+        .collect();
+    let auto: Vec<String> = if root.exists("var/lib/apt/extended_states") {
+        parse_rfc822(&root.read_string("var/lib/apt/extended_states"))
+            .into_iter()
+            .filter(|st| st.get("Auto-Installed").is_some_and(|v| v == "1"))
+            .filter_map(|st| st.get("Package").cloned())
+            .filter(|p| installed.contains(p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    s.insert("apt auto-installed".to_owned(), auto.join(" "));
     let journal = root
         .list_dir(UPDATES)
         .iter()
@@ -1139,13 +1159,7 @@ fn kill_and_rerun(r: &Reference, p: &KillPoint, roots: &mut Roots) -> Result<Str
     unreachable!("the last attempt always returns")
 }
 
-/// Not in the test command yet: it fails on a known agent bug (issue 14, "bug B"): after a kill
-/// anywhere in an apt transaction before all its Recommends were unpacked, the rerun's recovery
-/// installs Depends only, and `apt-get install P` of the already-installed package adds none of
-/// the missing Recommends; apt's auto-installed marks of the interrupted transaction are lost
-/// too (`/var/lib/apt/extended_states` is written only at its end). Run it with `--ignored`.
 #[test]
-#[ignore = "issue 14 bug B: Recommends and auto marks of an interrupted apt transaction are not restored; run with --ignored"]
 fn kill_9_at_twenty_events_then_every_rerun_converges() {
     let t_all = Instant::now();
     let _heavy = heavy_lock();

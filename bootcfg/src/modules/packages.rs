@@ -91,7 +91,17 @@ mod tests {
             &Packages.plan(&ud, &ctx, &mut PlanState::default()).unwrap(),
         );
         let subs: Vec<String> = cmds.iter().map(|c| c.argv[7..].join(" ")).collect();
-        assert_eq!(subs, ["update", "dist-upgrade", "install hello jq=1.6-2.1"]);
+        // the install is simulated first: what it is about to install is recorded for a rerun
+        // after a kill (engine::APT_INTENT)
+        assert_eq!(
+            subs,
+            [
+                "update",
+                "dist-upgrade",
+                "install --simulate hello jq=1.6-2.1",
+                "install hello jq=1.6-2.1"
+            ]
+        );
         assert!(cmds.iter().all(|c| {
             c.apt
                 && c.argv

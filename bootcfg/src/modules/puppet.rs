@@ -315,7 +315,8 @@ mod tests {
             shown[1].ends_with("apt-cache show --no-all-versions puppet"),
             "{shown:?}"
         );
-        assert!(shown[2].ends_with("install puppet"), "{shown:?}");
+        assert!(shown[2].ends_with("install --simulate puppet"), "{shown:?}");
+        assert!(shown[3].ends_with("install puppet"), "{shown:?}");
         assert_eq!(shown.last().unwrap(), "puppet agent --test --waitforcert 0");
         assert_eq!(cmds.last().unwrap().ok_codes, [0, 2]);
     }
