@@ -93,26 +93,10 @@ impl S3Registry {
     }
 
     async fn read_claim(&self, key: &str) -> Result<Option<String>, RegistryError> {
-        match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let bytes = self.body(out.body, key).await?;
-                Ok(Some(String::from_utf8_lossy(&bytes).trim().to_owned()))
-            }
-            Err(e) => {
-                let f = self.failure("GetObject", e);
-                match f.code.as_deref() {
-                    Some("NoSuchKey") => Ok(None),
-                    _ => Err(f.error),
-                }
-            }
-        }
+        Ok(self
+            .get_bytes(key)
+            .await?
+            .map(|(bytes, _)| String::from_utf8_lossy(&bytes).trim().to_owned()))
     }
 
     fn key(&self, certname: &str) -> String {
@@ -136,8 +120,14 @@ impl S3Registry {
         format!("{}{group}/slots/", self.groups_prefix())
     }
 
-    /// Create-only PUT: `Ok(Some(etag))` when created, `Ok(None)` when the key exists.
-    async fn put_new(&self, key: &str, body: Vec<u8>) -> Result<Option<String>, RegistryError> {
+    /// Create-only PUT: `Ok(Some(etag))` when created (the ETag empty if the server sent none),
+    /// `Ok(None)` when the key exists. Overlapping conditional writes are retried.
+    async fn put_new(
+        &self,
+        key: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Option<String>, RegistryError> {
         for attempt in 1..=4u64 {
             let sent = self
                 .client
@@ -145,7 +135,7 @@ impl S3Registry {
                 .bucket(&self.bucket)
                 .key(key)
                 .if_none_match("*")
-                .content_type("application/json")
+                .content_type(content_type)
                 .body(ByteStream::from(body.clone()))
                 .send()
                 .await;
@@ -169,6 +159,41 @@ impl S3Registry {
             location: self.loc(),
             reason: format!("could not create {key}: concurrent writers kept conflicting"),
         })
+    }
+
+    /// Compare-and-swap PUT of a JSON document: `Ok(Ok(etag))` when `expected` was current,
+    /// `Ok(Err(Cas::Conflict))` when another write came first, `Ok(Err(Cas::Missing))` when the
+    /// key is gone.
+    async fn put_if_match(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        expected: &Version,
+    ) -> Result<Result<Option<String>, Cas>, RegistryError> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_match(&expected.0)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match sent {
+            Ok(out) => Ok(Ok(out.e_tag().map(str::to_owned))),
+            Err(e) => {
+                let f = self.failure("PutObject", e);
+                match (f.status, f.code.as_deref()) {
+                    (_, Some("NoSuchKey")) => Ok(Err(Cas::Missing)),
+                    (Some(412), _)
+                    | (_, Some("PreconditionFailed" | "ConditionalRequestConflict")) => {
+                        Ok(Err(Cas::Conflict))
+                    }
+                    _ => Err(f.error),
+                }
+            }
+        }
     }
 
     /// GET: the bytes and the ETag, `Ok(None)` when the key does not exist.
@@ -351,63 +376,23 @@ impl Registry for S3Registry {
 
     async fn create(&self, record: &Registration) -> Result<Version, RegistryError> {
         checked(self, &record.certname)?;
-        let body = record.to_json();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let sent = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(self.key(&record.certname))
-                .if_none_match("*")
-                .content_type("application/json")
-                .body(ByteStream::from(body.clone()))
-                .send()
-                .await;
-            match sent {
-                Ok(out) => return etag(self, &record.certname, out.e_tag()),
-                Err(e) => {
-                    let f = self.failure("PutObject", e);
-                    match (f.status, f.code.as_deref()) {
-                        (Some(412), _) | (_, Some("PreconditionFailed")) => {
-                            return Err(RegistryError::AlreadyExists(record.certname.clone()));
-                        }
-                        // AWS answers 409 when two conditional writes to one key overlap: retry, and
-                        // the loser then sees 412.
-                        (_, Some("ConditionalRequestConflict")) if attempt < 4 => {
-                            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt))
-                                .await;
-                        }
-                        _ => return Err(f.error),
-                    }
-                }
-            }
+        let key = self.key(&record.certname);
+        match self
+            .put_new(&key, "application/json", record.to_json())
+            .await?
+        {
+            Some(tag) => etag(self, &record.certname, (!tag.is_empty()).then_some(&tag)),
+            None => Err(RegistryError::AlreadyExists(record.certname.clone())),
         }
     }
 
     async fn get(&self, certname: &str) -> Result<Option<(Registration, Version)>, RegistryError> {
         checked(self, certname)?;
         let key = self.key(certname);
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                let f = self.failure("GetObject", e);
-                return match f.code.as_deref() {
-                    Some("NoSuchKey") => Ok(None),
-                    _ => Err(f.error),
-                };
-            }
+        let Some((bytes, tag)) = self.get_bytes(&key).await? else {
+            return Ok(None);
         };
-        let version = etag(self, certname, out.e_tag())?;
-        let bytes = self.body(out.body, &key).await?;
+        let version = etag(self, certname, (!tag.is_empty()).then_some(&tag))?;
         let record =
             Registration::from_json(certname, &bytes).map_err(|e| RegistryError::Corrupt {
                 location: self.loc(),
@@ -423,29 +408,14 @@ impl Registry for S3Registry {
         expected: &Version,
     ) -> Result<Version, RegistryError> {
         checked(self, &record.certname)?;
-        let sent = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.key(&record.certname))
-            .if_match(&expected.0)
-            .content_type("application/json")
-            .body(ByteStream::from(record.to_json()))
-            .send()
-            .await;
-        match sent {
-            Ok(out) => etag(self, &record.certname, out.e_tag()),
-            Err(e) => {
-                let f = self.failure("PutObject", e);
-                match (f.status, f.code.as_deref()) {
-                    (_, Some("NoSuchKey")) => Err(RegistryError::NotFound(record.certname.clone())),
-                    (Some(412), _)
-                    | (_, Some("PreconditionFailed" | "ConditionalRequestConflict")) => {
-                        Err(RegistryError::Conflict(record.certname.clone()))
-                    }
-                    _ => Err(f.error),
-                }
-            }
+        let name = &record.certname;
+        match self
+            .put_if_match(&self.key(name), record.to_json(), expected)
+            .await?
+        {
+            Ok(tag) => etag(self, name, tag.as_deref()),
+            Err(Cas::Missing) => Err(RegistryError::NotFound(name.clone())),
+            Err(Cas::Conflict) => Err(RegistryError::Conflict(name.clone())),
         }
     }
 
@@ -458,32 +428,15 @@ impl Registry for S3Registry {
         checked_holder(self, certname)?;
         let key = self.claim_key(instance_id);
         for attempt in 1..=4u64 {
-            let sent = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .if_none_match("*")
-                .content_type("text/plain")
-                .body(ByteStream::from(certname.as_bytes().to_vec()))
-                .send()
-                .await;
-            match sent {
-                Ok(_) => return Ok(certname.to_owned()),
-                Err(e) => {
-                    let f = self.failure("PutObject", e);
-                    match (f.status, f.code.as_deref()) {
-                        (Some(412), _) | (_, Some("PreconditionFailed")) => {
-                            if let Some(holder) = self.read_claim(&key).await? {
-                                return Ok(holder);
-                            }
-                        }
-                        (_, Some("ConditionalRequestConflict")) => {}
-                        _ => return Err(f.error),
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
-                }
+            let body = certname.as_bytes().to_vec();
+            if self.put_new(&key, "text/plain", body).await?.is_some() {
+                return Ok(certname.to_owned());
             }
+            // taken: by whom (gone again meanwhile: try once more)
+            if let Some(holder) = self.read_claim(&key).await? {
+                return Ok(holder);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
         }
         Err(RegistryError::Other {
             location: self.loc(),
@@ -514,26 +467,15 @@ impl Registry for S3Registry {
 
     async fn list(&self) -> Result<Vec<String>, RegistryError> {
         let prefix = self.key_prefix();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
         let mut names = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.failure("ListObjectsV2", e).error)?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                match key
-                    .strip_prefix(&prefix)
-                    .and_then(|k| k.strip_suffix(".json"))
-                {
-                    Some(name) if check_certname(name).is_ok() => names.push(name.to_owned()),
-                    _ => {
-                        tracing::warn!(registry = %self.loc(), key, "ignoring an object that is not a registration")
-                    }
+        for key in self.list_keys(&prefix, None).await? {
+            match key
+                .strip_prefix(&prefix)
+                .and_then(|k| k.strip_suffix(".json"))
+            {
+                Some(name) if check_certname(name).is_ok() => names.push(name.to_owned()),
+                _ => {
+                    tracing::warn!(registry = %self.loc(), key, "ignoring an object that is not a registration")
                 }
             }
         }
@@ -545,11 +487,14 @@ impl Registry for S3Registry {
         checked_group(self, &group.name)?;
         valid_group(self, group)?;
         match self
-            .put_new(&self.group_key(&group.name), group.to_json())
+            .put_new(
+                &self.group_key(&group.name),
+                "application/json",
+                group.to_json(),
+            )
             .await?
         {
-            Some(tag) if !tag.is_empty() => Ok(Version(tag)),
-            Some(_) => etag(self, &group.name, None),
+            Some(tag) => etag(self, &group.name, (!tag.is_empty()).then_some(&tag)),
             None => Err(RegistryError::GroupExists(group.name.clone())),
         }
     }
@@ -563,7 +508,7 @@ impl Registry for S3Registry {
         let Some((bytes, tag)) = self.get_bytes(&key).await? else {
             return Ok(None);
         };
-        let version = etag(self, name, (!tag.is_empty()).then_some(tag.as_str()))?;
+        let version = etag(self, name, (!tag.is_empty()).then_some(&tag))?;
         let group =
             EnrollmentGroup::from_json(name, &bytes).map_err(|e| RegistryError::Corrupt {
                 location: self.loc(),
@@ -580,31 +525,14 @@ impl Registry for S3Registry {
     ) -> Result<Version, RegistryError> {
         checked_group(self, &group.name)?;
         valid_group(self, group)?;
-        let sent = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.group_key(&group.name))
-            .if_match(&expected.0)
-            .content_type("application/json")
-            .body(ByteStream::from(group.to_json()))
-            .send()
-            .await;
-        match sent {
-            Ok(out) => etag(self, &group.name, out.e_tag()),
-            Err(e) => {
-                let f = self.failure("PutObject", e);
-                match (f.status, f.code.as_deref()) {
-                    (_, Some("NoSuchKey")) => {
-                        Err(RegistryError::NotFound(format!("group {}", group.name)))
-                    }
-                    (Some(412), _)
-                    | (_, Some("PreconditionFailed" | "ConditionalRequestConflict")) => {
-                        Err(RegistryError::GroupConflict(group.name.clone()))
-                    }
-                    _ => Err(f.error),
-                }
-            }
+        let name = &group.name;
+        match self
+            .put_if_match(&self.group_key(name), group.to_json(), expected)
+            .await?
+        {
+            Ok(tag) => etag(self, name, tag.as_deref()),
+            Err(Cas::Missing) => Err(RegistryError::NotFound(format!("group {name}"))),
+            Err(Cas::Conflict) => Err(RegistryError::GroupConflict(name.clone())),
         }
     }
 
@@ -628,7 +556,10 @@ impl Registry for S3Registry {
     async fn take_slot(&self, member: &Member) -> Result<bool, RegistryError> {
         valid_member(self, member)?;
         let key = format!("{}{}.json", self.slots_prefix(&member.group), member.slot);
-        Ok(self.put_new(&key, member.to_json()).await?.is_some())
+        Ok(self
+            .put_new(&key, "application/json", member.to_json())
+            .await?
+            .is_some())
     }
 
     async fn list_slots(&self, group: &str) -> Result<Vec<u32>, RegistryError> {
@@ -666,6 +597,12 @@ impl Registry for S3Registry {
     async fn exposure_warnings(&self) -> Vec<String> {
         self.exposure().await
     }
+}
+
+/// Why a compare-and-swap PUT wrote nothing.
+enum Cas {
+    Conflict,
+    Missing,
 }
 
 fn etag(reg: &S3Registry, certname: &str, etag: Option<&str>) -> Result<Version, RegistryError> {
