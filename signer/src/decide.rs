@@ -662,6 +662,84 @@ fn group_name(csr: &Csr, policy: &Policy) -> Result<String, Rejection> {
     Ok(name)
 }
 
+/// The CSR's instance identity proof: `None` without one; more than one is refused.
+fn single_proof(csr: &Csr) -> Result<Option<&[u8]>, Rejection> {
+    match csr.identity.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.as_slice())),
+        many => reject(
+            Check::Identity,
+            format!(
+                "the CSR carries {} instance identity proofs; exactly one is accepted",
+                many.len()
+            ),
+        ),
+    }
+}
+
+/// A proof verified against the pinned AWS certificates, whose document names a usable
+/// instance id of an account on `policy.identity.accounts` (registrations and groups alike).
+fn verified_proof(
+    blob: &[u8],
+    trust: &TrustedCerts,
+    policy: &Policy,
+) -> Result<crate::identity::Verified, Rejection> {
+    let v = crate::identity::verify(blob, trust).map_err(|e| Rejection {
+        check: Check::Identity,
+        reason: e,
+    })?;
+    let d = &v.doc;
+    if schemas::registration::check_instance_id(&d.instance_id).is_err() {
+        return reject(
+            Check::Identity,
+            format!(
+                "signed identity document has an unusable instanceId `{}`",
+                truncate(&d.instance_id)
+            ),
+        );
+    }
+    if !policy.identity.accounts.contains(&d.account_id) {
+        return reject(
+            Check::Identity,
+            format!(
+                "account {} of instance {} is not on policy.identity.accounts; add it to signer.yaml if that account's instances may enroll",
+                truncate(&d.account_id),
+                d.instance_id
+            ),
+        );
+    }
+    Ok(v)
+}
+
+/// The instance was launched (`pendingTime`) within `lifetime` (creation .. the earlier of
+/// expiry and now), give or take `policy.identity.clock_skew`. `whose` names the lifetime in
+/// the refusal ("the registration's"); `hint` is appended to it.
+fn check_launch_time(
+    d: &crate::identity::IdentityDocument,
+    (created, expires): (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+    policy: &Policy,
+    whose: &str,
+    hint: &str,
+) -> Result<(), Rejection> {
+    let skew = chrono::Duration::from_std(policy.identity.clock_skew)
+        .unwrap_or_else(|_| chrono::Duration::minutes(2));
+    if d.pending_time < created - skew || d.pending_time > expires.min(now) + skew {
+        return reject(
+            Check::Identity,
+            format!(
+                "instance {} was launched at {} (pendingTime), outside {whose} lifetime {} .. {} (± {}s clock skew){hint}",
+                d.instance_id,
+                d.pending_time.to_rfc3339(),
+                created.to_rfc3339(),
+                expires.to_rfc3339(),
+                skew.num_seconds()
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Every check of a group member that needs no write: the group is active; no secret; the
 /// identity proof verifies and its document matches the group (account, Region, image, launch
 /// time); the certname is the scheme's for the document's instance id; the extensions are the
@@ -707,41 +785,17 @@ pub fn check_group(
             "the CSR names an enrollment group and also carries a challengePassword; group members carry no secret (is the user-data mixing `conductor register` and `conductor group user-data`?)",
         );
     }
-    let blob = match csr.identity.as_slice() {
-        [one] => one,
-        [] => {
-            return reject(
-                Check::Identity,
-                format!(
-                    "enrollment group members must carry the instance identity proof (attribute {}) and the CSR has none; was bootcfg run with `puppet.instance_identity: true` on EC2?",
-                    csr::OID_INSTANCE_IDENTITY
-                ),
-            );
-        }
-        many => {
-            return reject(
-                Check::Identity,
-                format!(
-                    "the CSR carries {} instance identity proofs; exactly one is accepted",
-                    many.len()
-                ),
-            );
-        }
-    };
-    let v = crate::identity::verify(blob, trust).map_err(|e| Rejection {
-        check: Check::Identity,
-        reason: e,
-    })?;
-    let d = &v.doc;
-    if schemas::registration::check_instance_id(&d.instance_id).is_err() {
+    let Some(blob) = single_proof(csr)? else {
         return reject(
             Check::Identity,
             format!(
-                "signed identity document has an unusable instanceId `{}`",
-                truncate(&d.instance_id)
+                "enrollment group members must carry the instance identity proof (attribute {}) and the CSR has none; was bootcfg run with `puppet.instance_identity: true` on EC2?",
+                csr::OID_INSTANCE_IDENTITY
             ),
         );
-    }
+    };
+    let v = verified_proof(blob, trust, policy)?;
+    let d = &v.doc;
     let mismatch = |what: &str, got: &str, want: &str| {
         reject::<GroupJoin>(
             Check::Identity,
@@ -755,16 +809,6 @@ pub fn check_group(
             ),
         )
     };
-    if !policy.identity.accounts.contains(&d.account_id) {
-        return reject(
-            Check::Identity,
-            format!(
-                "account {} of instance {} is not on policy.identity.accounts; add it to signer.yaml if that account's instances may enroll",
-                truncate(&d.account_id),
-                d.instance_id
-            ),
-        );
-    }
     if d.account_id != group.account_id {
         return mismatch("accountId", &d.account_id, &group.account_id);
     }
@@ -785,22 +829,14 @@ pub fn check_group(
             ),
         );
     }
-    let skew = chrono::Duration::from_std(policy.identity.clock_skew)
-        .unwrap_or_else(|_| chrono::Duration::minutes(2));
-    let (earliest, latest) = (group.created_at - skew, group.expires_at.min(now) + skew);
-    if d.pending_time < earliest || d.pending_time > latest {
-        return reject(
-            Check::Identity,
-            format!(
-                "instance {} was launched at {} (pendingTime), outside enrollment group `{name}`'s lifetime {} .. {} (± {}s clock skew); instances launched before the group existed cannot join it",
-                d.instance_id,
-                d.pending_time.to_rfc3339(),
-                group.created_at.to_rfc3339(),
-                group.expires_at.to_rfc3339(),
-                skew.num_seconds()
-            ),
-        );
-    }
+    check_launch_time(
+        d,
+        (group.created_at, group.expires_at),
+        now,
+        policy,
+        &format!("enrollment group `{name}`'s"),
+        "; instances launched before the group existed cannot join it",
+    )?;
     check_requested(
         csr,
         certname,
@@ -947,8 +983,8 @@ pub fn check_identity(
     now: DateTime<Utc>,
 ) -> Result<Proof, Rejection> {
     let attr = schemas::oids::label(csr::OID_INSTANCE_IDENTITY);
-    let blob = match csr.identity.as_slice() {
-        [] => {
+    let blob = match single_proof(csr)? {
+        None => {
             return if reg.identity.is_some() {
                 reject(
                     Check::Identity,
@@ -978,21 +1014,9 @@ pub fn check_identity(
                 })
             };
         }
-        [one] => one,
-        many => {
-            return reject(
-                Check::Identity,
-                format!(
-                    "the CSR carries {} instance identity proofs; exactly one is accepted",
-                    many.len()
-                ),
-            );
-        }
+        Some(one) => one,
     };
-    let v = crate::identity::verify(blob, trust).map_err(|e| Rejection {
-        check: Check::Identity,
-        reason: e,
-    })?;
+    let v = verified_proof(blob, trust, policy)?;
     let d = &v.doc;
     let mismatch = |what: &str, got: &str, want: &str| {
         reject::<Proof>(
@@ -1007,25 +1031,6 @@ pub fn check_identity(
             ),
         )
     };
-    if schemas::registration::check_instance_id(&d.instance_id).is_err() {
-        return reject(
-            Check::Identity,
-            format!(
-                "signed identity document has an unusable instanceId `{}`",
-                truncate(&d.instance_id)
-            ),
-        );
-    }
-    if !policy.identity.accounts.contains(&d.account_id) {
-        return reject(
-            Check::Identity,
-            format!(
-                "account {} of instance {} is not on policy.identity.accounts; add it to signer.yaml if that account's instances may enroll",
-                truncate(&d.account_id),
-                d.instance_id
-            ),
-        );
-    }
     if let Some(b) = &reg.identity {
         if d.account_id != b.account_id {
             return mismatch("accountId", &d.account_id, &b.account_id);
@@ -1061,23 +1066,14 @@ pub fn check_identity(
             }
         }
     }
-    let skew = chrono::Duration::from_std(policy.identity.clock_skew)
-        .unwrap_or_else(|_| chrono::Duration::minutes(2));
-    let earliest = reg.created_at - skew;
-    let latest = reg.expires_at.min(now) + skew;
-    if d.pending_time < earliest || d.pending_time > latest {
-        return reject(
-            Check::Identity,
-            format!(
-                "instance {} was launched at {} (pendingTime), outside the registration's lifetime {} .. {} (± {}s clock skew)",
-                d.instance_id,
-                d.pending_time.to_rfc3339(),
-                reg.created_at.to_rfc3339(),
-                reg.expires_at.to_rfc3339(),
-                skew.num_seconds()
-            ),
-        );
-    }
+    check_launch_time(
+        d,
+        (reg.created_at, reg.expires_at),
+        now,
+        policy,
+        "the registration's",
+        "",
+    )?;
     Ok(Proof {
         instance_id: Some(d.instance_id.clone()),
         note: reg.instance_id.is_none().then(|| {
