@@ -177,10 +177,11 @@ impl crate::runner::Runner for NoCommands {
         &self,
         cmd: &crate::runner::Cmd,
     ) -> Result<crate::runner::CmdOutput, crate::runner::RunError> {
-        Err(crate::runner::RunError::Lock(format!(
-            "validate runs no command (asked for `{}`)",
-            cmd.display()
-        )))
+        Err(crate::runner::RunError::Failed {
+            command: cmd.display(),
+            status: "not run".to_owned(),
+            output: "bootcfg validate runs no command".to_owned(),
+        })
     }
 }
 

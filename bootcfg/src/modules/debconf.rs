@@ -50,9 +50,11 @@ impl Module for Debconf {
         a.push(Action::Run {
             cmd: Cmd::new([programs::DEBCONF_SET_SELECTIONS]).stdin(input.clone()),
         });
+        // dpkg's database read once (status file and journal), not once per package
+        let db = crate::debian::DpkgDb::read(&ctx.root).unwrap_or_default();
         let installed: Vec<String> = packages_named(&input)
             .into_iter()
-            .filter(|p| is_installed(ctx, p))
+            .filter(|p| db.is_installed(p))
             .collect();
         if !installed.is_empty() && ud.apt.debconf_reconfigure {
             let mut argv = vec![
@@ -73,12 +75,6 @@ impl Module for Debconf {
         }
         Ok(a)
     }
-}
-
-/// Whether dpkg's database (status file and journal) has `pkg` installed (read directly: no
-/// command at plan time).
-fn is_installed(ctx: &Ctx, pkg: &str) -> bool {
-    crate::debian::DpkgDb::read(&ctx.root).is_ok_and(|db| db.is_installed(pkg))
 }
 
 #[cfg(test)]
