@@ -334,17 +334,20 @@ impl<'a> Engine<'a> {
         self.restore_intent(module)
     }
 
-    /// Run `cmd`; an `apt-get install` with its intent recorded first and removed after.
+    /// Run `cmd`; an `apt-get install` with its intent recorded first and removed once apt
+    /// returned, whatever it returned.
     fn run_recorded(&mut self, cmd: &Cmd) -> Result<crate::runner::CmdOutput, StepError> {
         let intent = match apt_install_packages(cmd) {
             Some(requested) => self.record_intent(cmd, requested)?,
             None => false,
         };
-        let out = self.runner.run(cmd)?;
+        let out = self.runner.run(cmd);
+        // apt finished, well or not: only a kill leaves the intent behind (a failed install must
+        // not be retried by the recovery of a later run whose user-data no longer asks for it)
         if intent {
             self.ctx.root.remove(APT_INTENT)?;
         }
-        Ok(out)
+        Ok(out?)
     }
 
     /// Before an `apt-get install` runs: what apt is about to install anew (`-s`), written to
@@ -830,6 +833,105 @@ fn apt_summary_changed(stdout: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modules::testutil::root;
+    use crate::runner::{CmdOutput, RunError};
+
+    /// apt as far as the intent needs it: `--simulate` lists `new` as installs; the real
+    /// install fails when `fail` is set; everything else succeeds. Records every argv.
+    struct Apt {
+        new: &'static [&'static str],
+        fail: bool,
+        ran: std::cell::RefCell<Vec<String>>,
+    }
+    impl Runner for Apt {
+        fn run(&self, cmd: &Cmd) -> Result<CmdOutput, RunError> {
+            let line = cmd.argv.join(" ");
+            self.ran.borrow_mut().push(line.clone());
+            let out = |stdout: String| CmdOutput {
+                code: 0,
+                stdout,
+                stderr: String::new(),
+                elapsed: Default::default(),
+            };
+            if line.contains("--simulate") {
+                return Ok(out(self
+                    .new
+                    .iter()
+                    .map(|p| format!("Inst {p} (1.0 Debian:12/stable [amd64])\n"))
+                    .collect()));
+            }
+            if self.fail && line.contains(" install ") {
+                return Err(RunError::Failed {
+                    command: line,
+                    status: "exit status: 100".into(),
+                    output: "E: Unable to fetch".into(),
+                });
+            }
+            Ok(out(String::new()))
+        }
+    }
+
+    /// A failed (not killed) install leaves no intent: a later run must not install what it
+    /// asked for; a left intent is restored (missing packages installed, dependencies marked
+    /// automatic) and then removed, and `plan` shows those steps.
+    #[test]
+    fn an_apt_intent_survives_only_a_kill_and_is_restored_once() {
+        let (d, ctx) = root();
+        let install = Action::Run {
+            cmd: Cmd::new(apt_get(&["install", "hello"])).apt(),
+        };
+        let apt = Apt {
+            new: &["hello", "libhello1"],
+            fail: true,
+            ran: Default::default(),
+        };
+        let mut e = Engine::new(&ctx, &apt, Mode::Apply);
+        assert!(e.execute("packages", &install).is_err());
+        assert!(!d.path().join(APT_INTENT.trim_start_matches('/')).exists());
+
+        // what a kill leaves behind
+        ctx.root
+            .write(
+                APT_INTENT,
+                br#"{"requested":["hello"],"new":["hello","libhello1"]}"#,
+                0o644,
+            )
+            .unwrap();
+        let recover = Action::RecoverDpkg { reinstall: vec![] };
+        let apt = Apt {
+            new: &[],
+            fail: false,
+            ran: Default::default(),
+        };
+        let mut plan = Engine::new(&ctx, &apt, Mode::Plan);
+        plan.execute("packages", &recover).unwrap();
+        assert!(apt.ran.borrow().is_empty(), "plan ran something");
+        let shown: Vec<String> = plan
+            .steps
+            .iter()
+            .filter_map(|s| s.command.clone())
+            .collect();
+        assert!(
+            shown.iter().any(|c| c.ends_with("install hello libhello1")),
+            "{shown:?}"
+        );
+        assert!(
+            shown.iter().any(|c| c == "apt-mark auto libhello1"),
+            "{shown:?}"
+        );
+        let mut e = Engine::new(&ctx, &apt, Mode::Apply);
+        e.execute("packages", &recover).unwrap();
+        let ran = apt.ran.borrow().clone();
+        assert!(
+            ran.iter().any(|c| c.ends_with("install hello libhello1")),
+            "{ran:?}"
+        );
+        assert!(
+            ran.iter().any(|c| c == "apt-mark auto libhello1"),
+            "{ran:?}"
+        );
+        assert!(!d.path().join(APT_INTENT.trim_start_matches('/')).exists());
+    }
 
     #[test]
     fn simulated_installs_are_the_new_packages_only() {
