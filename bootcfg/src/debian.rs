@@ -172,13 +172,19 @@ fn parse_dpkg_records(text: &str) -> Vec<DpkgRecord> {
         .collect()
 }
 
+/// dpkg's answer to a conffile the image changed: keep it, without a prompt (there is no
+/// terminal). Every dpkg run bootcfg causes uses it: through apt ([`apt_get`]) and directly
+/// (the recovery's `dpkg --configure -a`).
+pub const KEEP_CONFFILES: &str = "--force-confold";
+
 /// `apt-get` with the options every call uses: keep existing conffiles, assume yes, quiet, and
 /// let apt retry each download 3 times. `DEBIAN_FRONTEND=noninteractive` comes from the runner.
 pub fn apt_get(args: &[&str]) -> Vec<String> {
+    let keep = format!("Dpkg::Options::={KEEP_CONFFILES}");
     let mut v: Vec<String> = [
         programs::APT_GET,
         "-o",
-        "Dpkg::Options::=--force-confold",
+        keep.as_str(),
         "-o",
         "Acquire::Retries=3",
         "--assume-yes",

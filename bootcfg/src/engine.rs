@@ -9,7 +9,7 @@ use crate::action::{
     Action, Content, KeyFetch, KeySource, Mode, NoKeys, Step, StepError, StepKind,
 };
 use crate::ctx::Ctx;
-use crate::debian::{DpkgDb, DpkgRecord, apt_get};
+use crate::debian::{DpkgDb, DpkgRecord, KEEP_CONFFILES, apt_get};
 use crate::runner::{Cmd, RunError, Runner};
 use std::collections::HashMap;
 
@@ -134,17 +134,10 @@ impl<'a> Engine<'a> {
     fn recover_dpkg(&mut self, module: &str, ours: &[String]) -> Result<(), StepError> {
         use crate::runner::programs::DPKG;
         let db = DpkgDb::read(&self.ctx.root)?;
-        // --force-confold/--force-confdef as every apt-get call has: keep a conffile the image
-        // changed (an interrupted unpack leaves the prompt for the configure step; with no
-        // terminal dpkg would fail "end of file on stdin at conffile prompt").
-        let configure = Cmd::new([
-            DPKG,
-            "--force-confold",
-            "--force-confdef",
-            "--configure",
-            "-a",
-        ])
-        .apt();
+        // keep a conffile the image changed, as every apt-get call does: an interrupted unpack
+        // leaves the prompt for the configure step, and with no terminal dpkg would fail ("end
+        // of file on stdin at conffile prompt")
+        let configure = Cmd::new([DPKG, KEEP_CONFFILES, "--configure", "-a"]).apt();
         if !db.pending() {
             let mut st = self.step(module, StepKind::Run);
             st.command = Some(self.show_cmd(&configure));

@@ -66,7 +66,7 @@ mod tests {
     use super::*;
 
     /// The recovery's configure command.
-    const CONFIGURE: &str = "dpkg --force-confold --force-confdef --configure -a";
+    const CONFIGURE: &str = "dpkg --force-confold --configure -a";
     use crate::modules::testutil::*;
     use schemas::userdata::model::Package;
 
