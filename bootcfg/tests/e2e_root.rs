@@ -462,25 +462,6 @@ fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A fresh base root whose image already has a puppet.conf, and user-data beside it.
-fn image_root(user_data: &str) -> (Root, std::path::PathBuf) {
-    let root = Root::fresh("base");
-    root.write(
-        "etc/puppet/puppet.conf",
-        fixture("image-puppet.conf"),
-        0o644,
-    );
-    let ud = write_user_data(&root, user_data);
-    (root, ud)
-}
-
-/// Backup copies the shadow tools keep (`/etc/passwd-` …) hold the state before the *last* edit,
-/// which an interrupted-then-resumed run may legitimately reach by a different path. Measured: two
-/// uninterrupted runs of full.yaml leave every other file in /etc identical (ld.so.cache included).
-fn volatile(path: &str) -> bool {
-    path.ends_with('-')
-}
-
 /// Where the run is killed: the first dpkg process inside the root whose command line matches.
 struct KillPoint {
     name: &'static str,
@@ -722,19 +703,6 @@ fn last_journal_status(updates: &std::path::Path, package: &str) -> Option<Strin
         }
     }
     last
-}
-
-/// SIGSTOP (or SIGCONT) the run's process group and, in case one left the group, every dpkg
-/// inside the root.
-fn signal_run(pgid: rustix::process::Pid, root: &Root, sig: rustix::process::Signal) {
-    let _ = rustix::process::kill_process_group(pgid, sig);
-    for (pid, comm, _) in processes_in(root.path()) {
-        if comm == "dpkg"
-            && let Some(p) = rustix::process::Pid::from_raw(pid as i32)
-        {
-            let _ = rustix::process::kill_process(p, sig);
-        }
-    }
 }
 
 /// Starts apply and SIGKILLs it right after dpkg commits `point`'s journal record: the run is

@@ -96,19 +96,6 @@ fn watched_dirs() -> Vec<String> {
     .collect()
 }
 
-/// A fresh base root whose image already has a puppet.conf, and user-data beside it (as in
-/// e2e_root's kill tests).
-fn image_root(user_data: &str) -> (Root, std::path::PathBuf) {
-    let root = Root::fresh("base");
-    root.write(
-        "etc/puppet/puppet.conf",
-        fixture("image-puppet.conf"),
-        0o644,
-    );
-    let ud = write_user_data(&root, user_data);
-    (root, ud)
-}
-
 // ------------------------------------------------------------------------------------------------
 // Events
 
@@ -153,20 +140,6 @@ impl Keyer {
         let n = self.0.entry(d.clone()).or_default();
         *n += 1;
         if *n == 1 { d } else { format!("{d} #{n}") }
-    }
-}
-
-/// The run's processes: its process group and (apt gives dpkg a session of its own, and maintainer
-/// scripts are dpkg's children) every process chrooted into the root; scanned twice so a child
-/// forked during the first pass is caught too.
-fn signal_run(pgid: Pid, root: &Root, sig: Signal) {
-    let _ = rustix::process::kill_process_group(pgid, sig);
-    for _ in 0..2 {
-        for (pid, _, _) in processes_in(root.path()) {
-            if let Some(p) = Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(p, sig);
-            }
-        }
     }
 }
 
@@ -517,13 +490,6 @@ fn run_watched(root: &Root, ud: &Path, target: Option<&str>) -> Watched {
 
 // ------------------------------------------------------------------------------------------------
 // End state
-
-/// Backup copies the shadow tools keep (`/etc/passwd-` …) hold the state before the *last* edit,
-/// which an interrupted-then-resumed run may legitimately reach by a different path (as in
-/// e2e_root).
-fn volatile(path: &str) -> bool {
-    path.ends_with('-')
-}
 
 fn sha(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -165,26 +165,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let aws_bundle = work.join("aws-test-rsa2048.pem");
     write_file(&aws_bundle, &aws.bundle_pem(), 0o644)?;
     let wrapper = work.join("autosign");
-    write_file(
-        &wrapper,
-        &format!(
-            "#!/bin/sh\nexec '{}' --config '{}' autosign \"$1\"\n",
-            signer.display(),
-            signer_yaml.display()
-        ),
-        0o755,
-    )?;
-    let mut env: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    env.push(("SIGNER_LOG".into(), "info".into()));
-    let server = PuppetServer::start(&ServerOptions {
-        autosign: Some(wrapper.clone()),
-        env,
-    })
-    .context("starting puppetserver")?;
+    let server = start_autosign_server(&wrapper, &signer, &signer_yaml, &moto)?;
     write_file(
         &signer_yaml,
         &format!(
@@ -1011,6 +992,37 @@ fn openssl_subject(cert: &Path) -> Result<String> {
 }
 
 /// `cp -a FROM TO`.
+/// Puppet Server (with moto's environment) whose `autosign` is `wrapper`, a script written here
+/// that runs `signer --config SIGNER_YAML autosign CERTNAME`. The caller writes `signer_yaml`
+/// once the server's URL and admin credentials are known; the hook reads it at each request.
+pub fn start_autosign_server(
+    wrapper: &Path,
+    signer: &Path,
+    signer_yaml: &Path,
+    moto: &Moto,
+) -> Result<PuppetServer> {
+    write_file(
+        wrapper,
+        &format!(
+            "#!/bin/sh\nexec '{}' --config '{}' autosign \"$1\"\n",
+            signer.display(),
+            signer_yaml.display()
+        ),
+        0o755,
+    )?;
+    let mut env: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.push(("SIGNER_LOG".into(), "info".into()));
+    PuppetServer::start(&ServerOptions {
+        autosign: Some(wrapper.to_owned()),
+        env,
+    })
+    .context("starting puppetserver")
+}
+
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     let out = Command::new("cp")
         .arg("-a")

@@ -32,7 +32,7 @@ use testkit::autoscaling::AutoScaling;
 use testkit::iid::{Doc, MOTO_ACCOUNT, TestAws};
 use testkit::imds::FakeImds;
 use testkit::moto::{AMI, Moto, REGION};
-use testkit::puppet::{Agent, PuppetServer, ServerOptions};
+use testkit::puppet::{Agent, PuppetServer};
 use testkit::{bins, chroot, rootfs, scenario};
 
 const BUCKET: &str = "bootcfg-groups";
@@ -230,26 +230,8 @@ fn scenario_groups() -> Result<()> {
     write(&bundle, &aws.bundle_pem(), 0o644)?;
     let signer_yaml = work.join("signer.yaml");
     let audit = work.join("audit.jsonl");
-    let wrapper = work.join("autosign");
-    write(
-        &wrapper,
-        &format!(
-            "#!/bin/sh\nexec '{}' --config '{}' autosign \"$1\"\n",
-            signer.display(),
-            signer_yaml.display()
-        ),
-        0o755,
-    )?;
-    let mut env: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    env.push(("SIGNER_LOG".into(), "info".into()));
-    let server = PuppetServer::start(&ServerOptions {
-        autosign: Some(wrapper),
-        env,
-    })?;
+    let server =
+        scenario::start_autosign_server(&work.join("autosign"), &signer, &signer_yaml, &moto)?;
     write(
         &signer_yaml,
         &format!(

@@ -269,3 +269,37 @@ pub fn watch_processes(
         seen.into_iter().collect(),
     )
 }
+
+/// A fresh base root whose image already has a puppet.conf, and user-data beside it (the kill
+/// tests' starting point).
+pub fn image_root(user_data: &str) -> (Root, PathBuf) {
+    let root = Root::fresh("base");
+    root.write(
+        "etc/puppet/puppet.conf",
+        fixture("image-puppet.conf"),
+        0o644,
+    );
+    let ud = write_user_data(&root, user_data);
+    (root, ud)
+}
+
+/// Backup copies the shadow tools keep (`/etc/passwd-` …) hold the state before the *last* edit,
+/// which an interrupted-then-resumed run may legitimately reach by a different path. Measured: two
+/// uninterrupted runs of full.yaml leave every other file in /etc identical (ld.so.cache included).
+pub fn volatile(path: &str) -> bool {
+    path.ends_with('-')
+}
+
+/// Signal the run's processes: its process group and (apt gives dpkg a session of its own, and
+/// maintainer scripts are dpkg's children) every process chrooted into the root; scanned twice
+/// so a child forked during the first pass is caught too.
+pub fn signal_run(pgid: rustix::process::Pid, root: &Root, sig: rustix::process::Signal) {
+    let _ = rustix::process::kill_process_group(pgid, sig);
+    for _ in 0..2 {
+        for (pid, _, _) in chroot::processes_in(root.path()) {
+            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(p, sig);
+            }
+        }
+    }
+}
