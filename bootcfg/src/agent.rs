@@ -169,7 +169,7 @@ fn lock_root(root: &Root) -> Result<std::fs::File, String> {
         .map_err(|e| e.to_string())?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
         format!(
-            "another bootcfg is already working on this root ({path} in {} is locked)",
+            "another bootcfg is already working on this root ({path} in {} is locked); let it finish (`bootcfg status` shows its result), or find it with `fuser {path}` inside the root",
             root.path().display()
         )
     })?;
