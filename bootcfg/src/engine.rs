@@ -144,7 +144,7 @@ impl<'a> Engine<'a> {
             st.changed = false;
             st.note = Some("skipped: dpkg was not interrupted".to_owned());
             self.steps.push(st);
-            return self.restore_intent(module);
+            return self.restore_intent(module, ours);
         }
         let names = |v: &[&DpkgRecord]| {
             v.iter()
@@ -324,7 +324,7 @@ impl<'a> Engine<'a> {
             &Cmd::new(apt_get(&["install", "-f"])).apt(),
             "finish what the interrupted apt run left unresolved".to_owned(),
         )?;
-        self.restore_intent(module)
+        self.restore_intent(module, ours)
     }
 
     /// Run `cmd`; an `apt-get install` with its intent recorded first and removed once apt
@@ -364,10 +364,13 @@ impl<'a> Engine<'a> {
     }
 
     /// After a kill during an `apt-get install` ([`APT_INTENT`] left behind): install what it
-    /// was about to install and is still missing (its Recommends among them), and mark what it
-    /// installed for dependencies as automatically installed again, as the uninterrupted run
-    /// would have left them. `plan` shows these steps when the file is there.
-    fn restore_intent(&mut self, module: &str) -> Result<(), StepError> {
+    /// was about to install for its packages and is still missing (Recommends among them), and
+    /// mark those dependencies automatically installed again, as the uninterrupted run would
+    /// have left them. The packages the command asked for, and `ours` (what this run installs
+    /// itself), are left to this run's own install: it comes after the debconf module, so a
+    /// package the recovery purged is installed again with its preseed, not before it. `plan`
+    /// shows these steps when the file is there.
+    fn restore_intent(&mut self, module: &str, ours: &[String]) -> Result<(), StepError> {
         let Some(bytes) = self.ctx.root.read(APT_INTENT)? else {
             return Ok(());
         };
@@ -385,6 +388,7 @@ impl<'a> Engine<'a> {
         let missing: Vec<String> = intent
             .new
             .iter()
+            .filter(|p| !intent.requested.contains(p) && !ours.contains(p))
             .filter(|p| !db.is_installed(p))
             .cloned()
             .collect();
@@ -403,7 +407,7 @@ impl<'a> Engine<'a> {
         let auto: Vec<String> = intent
             .new
             .iter()
-            .filter(|p| !intent.requested.contains(p))
+            .filter(|p| !intent.requested.contains(p) && !ours.contains(p))
             .cloned()
             .collect();
         if !auto.is_empty() {
@@ -883,14 +887,18 @@ mod tests {
         assert!(!d.path().join(APT_INTENT.trim_start_matches('/')).exists());
 
         // what a kill leaves behind
+        // the killed command asked for hello; this run also installs locales itself (after its
+        // preseed): only libhello1 is the intent's to restore
         ctx.root
             .write(
                 APT_INTENT,
-                br#"{"requested":["hello"],"new":["hello","libhello1"]}"#,
+                br#"{"requested":["hello"],"new":["hello","libhello1","locales"]}"#,
                 0o644,
             )
             .unwrap();
-        let recover = Action::RecoverDpkg { reinstall: vec![] };
+        let recover = Action::RecoverDpkg {
+            reinstall: vec!["locales".into()],
+        };
         let apt = Apt {
             new: &[],
             fail: false,
@@ -905,7 +913,7 @@ mod tests {
             .filter_map(|s| s.command.clone())
             .collect();
         assert!(
-            shown.iter().any(|c| c.ends_with("install hello libhello1")),
+            shown.iter().any(|c| c.ends_with(" install libhello1")),
             "{shown:?}"
         );
         assert!(
@@ -916,7 +924,7 @@ mod tests {
         e.execute("packages", &recover).unwrap();
         let ran = apt.ran.borrow().clone();
         assert!(
-            ran.iter().any(|c| c.ends_with("install hello libhello1")),
+            ran.iter().any(|c| c.ends_with(" install libhello1")),
             "{ran:?}"
         );
         assert!(
