@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs on a fresh Debian 12 machine (as root), idempotently.
+# Installs everything the test suite needs on a fresh Debian 12 or 13 machine (as root), idempotently.
 # The test harness (crate `testkit`) fails with "run tests/setup.sh" when any of this is missing.
 #
 #   sudo tests/setup.sh
@@ -7,7 +7,7 @@
 # State lives in $BOOTCFG_TEST_HOME (default /var/tmp/bootcfg-test), outside the checkout, so a
 # second run on the same machine is fast:
 #   venv/                 python venv with moto (tests/requirements-test.txt)
-#   roots/*.tar           debootstrap'd bookworm roots (see tests/setup-roots.sh)
+#   roots/*.tar           debootstrap'd bookworm and trixie roots (see tests/setup-roots.sh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export BOOTCFG_TEST_HOME=${BOOTCFG_TEST_HOME:-/var/tmp/bootcfg-test}
@@ -15,7 +15,9 @@ export DEBIAN_FRONTEND=noninteractive
 step() { printf '\n== setup: %s\n' "$*"; }
 
 [ "$(id -u)" = 0 ] || { echo "tests/setup.sh must run as root (it installs Debian packages and builds chroots)" >&2; exit 1; }
-grep -q '^VERSION_CODENAME=bookworm' /etc/os-release || { echo "tests/setup.sh expects Debian 12 (bookworm)" >&2; exit 1; }
+# Debian 12 (bookworm) or 13 (trixie): the package names below are the same in both (trixie's
+# puppetserver is 8.7 and pulls Java 21 itself; the harness then runs Puppet 8 as the "host" server).
+grep -Eq '^VERSION_CODENAME=(bookworm|trixie)$' /etc/os-release || { echo "tests/setup.sh expects Debian 12 (bookworm) or 13 (trixie); this is: $(. /etc/os-release; echo "$PRETTY_NAME")" >&2; exit 1; }
 mkdir -p "$BOOTCFG_TEST_HOME"
 
 # Package postinsts must never start daemons on the test host.
