@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The whole bootcfg flow on this machine, with no AWS account: moto (EC2 + S3), a real Puppet
-# Server whose autosign is the signer, `conductor launch`, `bootcfg run` in a fresh Debian 12 root
-# fed by an IMDSv2 endpoint on 127.0.0.1, the certificate signed during submission, a catalog
+# Server whose autosign is the signer, `conductor launch`, `bootcfg run` in a fresh Debian root
+# (13 with Puppet 8 by default, or 12 with Puppet 7) fed by an IMDSv2 endpoint on 127.0.0.1, the certificate signed during submission, a catalog
 # applied, and four attacks left unsigned (the first: an EC2 API reader racing the instance). Each step says what it does and shows the evidence.
 #
-#   sudo ./demo.sh            # run it
-#   sudo ./demo.sh --keep     # also keep the work dir (configs, audit log) and print its path
+#   sudo ./demo.sh               # run it: the instance runs Debian 13, Puppet 8 (Debian's stable release)
+#   sudo ./demo.sh --debian 12   # the instance runs Debian 12, Puppet 7
+#   sudo ./demo.sh --keep        # also keep the work dir (configs, audit log) and print its path
 #
-# Needs root (debootstrap roots, chroot, namespaces) and Debian 12 (bookworm). It runs
+# Needs root (debootstrap roots, chroot, namespaces) and a Debian 12 (bookworm) host. It runs
 # tests/setup.sh first (idempotent: installs puppetserver, puppet-agent, debootstrap and a moto
 # venv, builds the Debian roots; state in /var/tmp/bootcfg-test), then builds the workspace.
 set -euo pipefail

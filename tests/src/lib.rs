@@ -9,5 +9,6 @@ pub mod iid;
 pub mod imds;
 pub mod moto;
 pub mod puppet;
+pub mod puppet_root;
 pub mod rootfs;
 pub mod scenario;

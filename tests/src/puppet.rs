@@ -1,36 +1,68 @@
-//! A real Puppet Server CA (Debian's `puppetserver` 7.9) as a relocatable instance under a temp
-//! dir on 127.0.0.1, and real Puppet agents (`puppet ssl submit_request`) with their own confdir.
+//! A real Puppet Server CA as a relocatable instance under a temp dir on 127.0.0.1, and real
+//! Puppet agents (`puppet ssl submit_request`) with their own confdir, for two releases
+//! ([`Release`]): Puppet 7 is Debian 12's `puppetserver` 7.9 and `puppet-agent` 7 from the host's
+//! packages; Puppet 8 is Debian 13's `puppetserver` 8.x and `puppet-agent` 8.x, run from a fresh
+//! copy of the `puppetserver-trixie` root in private namespaces ([`crate::puppet_root`]), with the
+//! server's temp dir, the autosign executable's directory and any `extra_binds` mounted at their
+//! own paths, so every path below is the same file for the server, the agents and the tests.
 //!
 //! Recipe (shared research, puppet-chroot-feasibility.md §1): `puppetserver ca setup` and
 //! `ca generate --certname signer-admin --ca-client` while stopped, then the JVM with
-//! `-XX:TieredStopAtLevel=1 -XX:+UseSerialGC` (~50 s to ready, ~600 MB), started under `setsid`
-//! (not nohup), polled on `/status/v1/simple` with a 180 s budget. `autosign` points at a given
-//! executable. One server per test binary ([`PuppetServer::start`] in a `OnceLock`).
+//! `-XX:TieredStopAtLevel=1 -XX:+UseSerialGC` (~50 s to ready, ~600 MB; the same flags on
+//! OpenJDK 21 for Puppet 8), started under `setsid` (not nohup), polled on `/status/v1/simple`
+//! with a 180 s budget. `autosign` points at a given executable. One server per test binary
+//! ([`PuppetServer::start`] in a `OnceLock`). The jar, the packaged conf.d and the JRuby paths are
+//! read from the installed package ([`Layout`]), not assumed.
 //!
 //! A `static` is never dropped, so the JVM runs under a tiny `sh` supervisor that reads its stdin
-//! (a pipe from this process) and sends the JVM SIGTERM when it closes: when the value is dropped
-//! or when the test process ends, however it ends.
+//! (a pipe from this process) and stops the JVM when it closes: when the value is dropped or when
+//! the test process ends, however it ends. For Puppet 8 it SIGKILLs `unshare --kill-child`, which
+//! kills the PID namespace (the JVM is its PID 1) and then removes the root copy, which a `static`
+//! would otherwise leave behind.
 
+use crate::puppet_root::{self, InRoot, Layout};
 use anyhow::{Context, Result, bail, ensure};
+use std::ffi::OsString;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SETUP_HINT: &str = "run `sudo tests/setup.sh` (installs puppetserver and puppet-agent)";
-const JAR: &str = "/usr/share/puppetserver/puppetserver.jar";
-const PACKAGED_CONF_D: &str = "/etc/puppet/puppetserver/conf.d";
-const SERVICES_D: &str = "/etc/puppet/puppetserver/services.d";
 
-/// Supervisor: run the JVM ("$@") in the background, SIGTERM it when stdin closes.
+/// Supervisor: run the JVM ("$@") in the background, stop it when stdin closes (SIGTERM, or
+/// `$PS_STOP_SIGNAL`), then remove `$PS_CLEANUP` if set.
 const SUPERVISOR: &str = r#""$@" </dev/null &
 pid=$!
 echo "$pid" > "$PS_PIDFILE"
 cat >/dev/null
-kill -TERM "$pid" 2>/dev/null
+kill -"${PS_STOP_SIGNAL:-TERM}" "$pid" 2>/dev/null
 wait "$pid"
+[ -z "$PS_CLEANUP" ] || rm -rf "$PS_CLEANUP"
 "#;
+
+/// Which Puppet: the server and the agents of one test can be of different releases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Release {
+    /// Debian 12 (bookworm): `puppetserver` 7.9 and `puppet-agent` 7, the host's packages.
+    #[default]
+    Puppet7,
+    /// Debian 13 (trixie): `puppetserver` 8.x and `puppet-agent` 8.x, from a fresh copy of the
+    /// `puppetserver-trixie` root (`tests/setup-roots.sh`).
+    Puppet8,
+}
+
+impl Release {
+    /// The major version of its `puppetserver` and `puppet-agent`.
+    pub fn major(self) -> u32 {
+        match self {
+            Release::Puppet7 => 7,
+            Release::Puppet8 => 8,
+        }
+    }
+}
 
 /// How to start the server.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +71,42 @@ pub struct ServerOptions {
     pub autosign: Option<PathBuf>,
     /// Extra environment for the server process (the autosign executable inherits it).
     pub env: Vec<(String, String)>,
+    /// Which puppetserver (Puppet 7, the host's, by default).
+    pub release: Release,
+    /// Puppet 8: host directories the server (and its autosign executable) must see besides its
+    /// temp dir and the autosign executable's directory, such as where the program an autosign
+    /// wrapper script `exec`s lives. Puppet 7 runs on the host and sees everything.
+    pub extra_binds: Vec<PathBuf>,
+}
+
+/// Where a release's Puppet programs run: the host, or a Debian root in namespaces.
+enum Runner {
+    Host,
+    Root(InRoot),
+}
+
+impl Runner {
+    /// `argv` with `env` added: on the host, the host's environment plus `env`; in a root, only
+    /// the root's clean environment plus `env`.
+    fn command(&self, env: &[(String, String)], argv: &[OsString]) -> Command {
+        let (program, args) = match self {
+            Runner::Host => (argv[0].clone(), argv[1..].to_vec()),
+            Runner::Root(r) => {
+                let full = r.argv(env, argv);
+                (full[0].clone(), full[1..].to_vec())
+            }
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        if let Runner::Host = self {
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        cmd
+    }
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
 }
 
 /// A running relocatable Puppet Server with its CA.
@@ -56,6 +124,14 @@ pub struct PuppetServer {
     pub admin_key: PathBuf,
     /// The CA bundle (two certificates: root and intermediate).
     pub ca_bundle: PathBuf,
+    pub release: Release,
+    /// The `puppetserver` package version (`7.9.5-2+deb12u1`, `8.7.0-5`).
+    pub version: String,
+    /// The release's `puppet` and `puppetserver` commands as host executables (for the signer's
+    /// CLI method): `/usr/bin/…` for Puppet 7, wrappers into the root for Puppet 8.
+    pub puppet_bin: PathBuf,
+    pub puppetserver_bin: PathBuf,
+    runner: Runner,
     child: Child,
     stdin: Option<ChildStdin>,
 }
@@ -64,15 +140,14 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn check_installed() -> Result<()> {
-    for p in [
-        JAR,
-        "/usr/bin/puppetserver",
-        "/usr/bin/puppet",
-        "/usr/bin/java",
-        "/usr/bin/curl",
-        PACKAGED_CONF_D,
-    ] {
+/// What runs on the host for every release (curl polls and queries the server; Puppet 7 is the
+/// host's own packages).
+fn check_installed(release: Release) -> Result<()> {
+    let mut needed = vec!["/usr/bin/curl"];
+    if release == Release::Puppet7 {
+        needed.extend(["/usr/bin/puppetserver", "/usr/bin/puppet", "/usr/bin/java"]);
+    }
+    for p in needed {
         ensure!(Path::new(p).exists(), "{p} is missing; {SETUP_HINT}");
     }
     Ok(())
@@ -97,21 +172,42 @@ pub fn run_ok(cmd: &mut Command) -> Result<Output> {
 }
 
 impl PuppetServer {
-    /// Set up a fresh CA and start the server; returns when it answers `running`.
+    /// Set up a fresh CA and start `opts.release`'s server; returns when it answers `running`.
     pub fn start(opts: &ServerOptions) -> Result<PuppetServer> {
-        check_installed()?;
+        let release = opts.release;
+        check_installed(release)?;
         let dir = tempfile::Builder::new().prefix("puppetserver-").tempdir()?;
         let ps = dir.path().to_path_buf();
+        let (runner, sysroot) = match release {
+            Release::Puppet7 => (Runner::Host, PathBuf::from("/")),
+            Release::Puppet8 => {
+                let root = Arc::new(puppet_root::fresh_root()?);
+                let mut binds = vec![ps.clone()];
+                if let Some(dir) = opts.autosign.as_ref().and_then(|a| a.parent()) {
+                    binds.push(dir.to_path_buf());
+                }
+                binds.extend(opts.extra_binds.iter().cloned());
+                let sysroot = root.path().to_path_buf();
+                (Runner::Root(InRoot::new(root, binds)?), sysroot)
+            }
+        };
+        let layout = Layout::read(&sysroot)
+            .with_context(|| format!("reading the {release:?} puppetserver package"))?;
+        eprintln!(
+            "[testkit] puppetserver {} ({release:?}) from {}",
+            layout.version,
+            sysroot.display()
+        );
         let port = free_port()?;
-        for sub in ["conf.d", "etc", "code", "var", "run", "log", "ssl", "ca"] {
+        for sub in [
+            "conf.d", "etc", "code", "var", "run", "log", "ssl", "ca", "bin",
+        ] {
             std::fs::create_dir_all(ps.join(sub))?;
         }
+        let packaged_conf_d = sysroot.join(layout.conf_d.strip_prefix("/")?);
         for f in ["auth.conf", "ca.conf", "metrics.conf", "web-routes.conf"] {
-            std::fs::copy(
-                Path::new(PACKAGED_CONF_D).join(f),
-                ps.join("conf.d").join(f),
-            )
-            .with_context(|| format!("copying {f}; {SETUP_HINT}"))?;
+            std::fs::copy(packaged_conf_d.join(f), ps.join("conf.d").join(f))
+                .with_context(|| format!("copying {f}; {SETUP_HINT}"))?;
         }
         let p = |s: &str| ps.join(s).display().to_string();
         std::fs::write(
@@ -122,14 +218,16 @@ impl PuppetServer {
             ps.join("conf.d/webserver.conf"),
             format!("webserver: {{ client-auth: want, ssl-host: 127.0.0.1, ssl-port: {port} }}\n"),
         )?;
+        let jruby_paths: String = layout
+            .jruby_puppet
+            .iter()
+            .map(|(k, v)| format!("    {k}: {v}\n"))
+            .collect();
         std::fs::write(
             ps.join("conf.d/puppetserver.conf"),
             format!(
                 r#"jruby-puppet: {{
-    ruby-load-path: [/usr/lib/puppetserver/ruby/vendor_ruby]
-    gem-home: /var/lib/puppetserver/jruby-gems
-    gem-path: [${{jruby-puppet.gem-home}}, "/usr/lib/puppetserver/vendored-jruby-gems"]
-    server-conf-dir: "{etc}"
+{jruby_paths}    server-conf-dir: "{etc}"
     server-code-dir: "{code}"
     server-var-dir: "{var}"
     server-run-dir: "{run}"
@@ -177,59 +275,79 @@ profiler: {{}}
                 ca = p("ca"),
             ),
         )?;
-        run_ok(
-            Command::new("puppetserver")
-                .args(["ca", "setup", "--config"])
-                .arg(&puppet_conf),
-        )
-        .context("puppetserver ca setup")?;
-        run_ok(
-            Command::new("puppetserver")
-                .args([
-                    "ca",
-                    "generate",
-                    "--certname",
-                    "signer-admin",
-                    "--ca-client",
-                    "--config",
-                ])
-                .arg(&puppet_conf),
-        )
+        let (puppet_bin, puppetserver_bin) = match &runner {
+            Runner::Host => ("/usr/bin/puppet".into(), "/usr/bin/puppetserver".into()),
+            Runner::Root(r) => {
+                let (puppet, puppetserver) = (ps.join("bin/puppet"), ps.join("bin/puppetserver"));
+                r.write_wrapper(&puppet, "puppet")?;
+                r.write_wrapper(&puppetserver, "puppetserver")?;
+                (puppet, puppetserver)
+            }
+        };
+        let conf = puppet_conf.clone().into_os_string();
+        let ca_cli = |args: &[&str]| {
+            let mut argv = os(&["puppetserver", "ca"]);
+            argv.extend(os(args));
+            argv.extend(["--config".into(), conf.clone()]);
+            runner.command(&[], &argv)
+        };
+        run_ok(&mut ca_cli(&["setup"])).context("puppetserver ca setup")?;
+        run_ok(&mut ca_cli(&[
+            "generate",
+            "--certname",
+            "signer-admin",
+            "--ca-client",
+        ]))
         .context("puppetserver ca generate signer-admin")?;
 
-        let log = std::fs::File::create(ps.join("log/stdout.log"))?;
-        let pidfile = ps.join("run/java.pid");
-        let mut cmd = Command::new("setsid");
-        cmd.args([
-            "sh",
-            "-c",
-            SUPERVISOR,
-            "sh",
+        let mut java = os(&[
             "/usr/bin/java",
             "-Xms512m",
             "-Xmx1g",
             "-XX:TieredStopAtLevel=1",
             "-XX:+UseSerialGC",
-        ])
-        .args([
             "--add-opens",
             "java.base/sun.nio.ch=ALL-UNNAMED",
             "--add-opens",
             "java.base/java.io=ALL-UNNAMED",
-        ])
-        .args([
             "-Djruby.logger.class=com.puppetlabs.jruby_utils.jruby.Slf4jLogger",
-            "-Djruby.lib=/usr/share/jruby/lib",
-            "-XX:+CrashOnOutOfMemoryError",
-        ])
-        .args(["-jar", JAR, "--config"])
-        .arg(ps.join("conf.d"))
-        .args(["--bootstrap-config", SERVICES_D])
-        .env("PS_PIDFILE", &pidfile)
-        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log));
+        ]);
+        java.push(format!("-Djruby.lib={}", layout.jruby_lib).into());
+        java.extend(os(&["-XX:+CrashOnOutOfMemoryError", "-jar"]));
+        java.push(layout.jar.clone().into());
+        java.push("--config".into());
+        java.push(ps.join("conf.d").into());
+        java.push("--bootstrap-config".into());
+        java.push(layout.services_d.clone().into());
+        let jvm = runner.command(&opts.env, &java);
+
+        let log = std::fs::File::create(ps.join("log/stdout.log"))?;
+        let pidfile = ps.join("run/java.pid");
+        let mut cmd = Command::new("setsid");
+        cmd.args(["sh", "-c", SUPERVISOR, "sh"])
+            .arg(jvm.get_program())
+            .args(jvm.get_args())
+            .env("PS_PIDFILE", &pidfile);
+        for (k, v) in jvm.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        if let Runner::Root(r) = &runner {
+            // unshare blocks SIGTERM; SIGKILL makes --kill-child take the namespace down.
+            cmd.env("PS_STOP_SIGNAL", "KILL");
+            if !puppet_root::keep_roots() {
+                let copy = r
+                    .root()
+                    .path()
+                    .parent()
+                    .context("the root copy's temp dir")?;
+                cmd.env("PS_CLEANUP", copy);
+            }
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
         let mut child = cmd
             .spawn()
             .context("starting puppetserver (setsid sh java …)")?;
@@ -246,11 +364,44 @@ profiler: {{}}
             admin_cert: root.join("ssl/certs/signer-admin.pem"),
             admin_key: root.join("ssl/private_keys/signer-admin.pem"),
             ca_bundle: root.join("ca/ca_crt.pem"),
+            release,
+            version: layout.version,
+            puppet_bin,
+            puppetserver_bin,
+            runner,
             child,
             stdin,
         };
         server.wait_ready(Duration::from_secs(180))?;
         Ok(server)
+    }
+
+    /// The Debian root a `release` agent can share with this server (its own, when it runs that
+    /// release from a root).
+    fn shared_root(&self, release: Release) -> Option<Arc<crate::rootfs::Root>> {
+        match &self.runner {
+            Runner::Root(r) if release == self.release => Some(r.root().clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether the supervised process (the JVM, or `unshare` around it) has exited: the
+    /// supervisor waits on its stdin, not on the JVM, so a JVM that dies at start-up shows only
+    /// as a zombie child of it.
+    fn jvm_exited(&self) -> bool {
+        let Some(pid) = std::fs::read_to_string(self.root.join("run/java.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        else {
+            return false;
+        };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // `pid (comm) S …`: the state follows the last `)`.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
     }
 
     fn wait_ready(&mut self, budget: Duration) -> Result<()> {
@@ -259,6 +410,12 @@ profiler: {{}}
             if let Some(status) = self.child.try_wait()? {
                 bail!(
                     "puppetserver exited ({status}) before it was ready; log tail:\n{}",
+                    self.log_tail()
+                );
+            }
+            if self.jvm_exited() {
+                bail!(
+                    "puppetserver's JVM exited before it was ready; log tail:\n{}",
                     self.log_tail()
                 );
             }
@@ -397,7 +554,8 @@ fn curl_result(mut cmd: Command) -> Result<(u16, String)> {
 
 impl Drop for PuppetServer {
     fn drop(&mut self) {
-        // Closing the supervisor's stdin makes it SIGTERM the JVM (stops in ~1 s).
+        // Closing the supervisor's stdin makes it stop the JVM (SIGTERM, stops in ~1 s; Puppet 8:
+        // SIGKILL to `unshare --kill-child`) and, for Puppet 8, remove the root copy.
         drop(self.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -411,19 +569,35 @@ impl Drop for PuppetServer {
     }
 }
 
-/// A Puppet agent node: its own confdir, vardir and ssldir under a temp dir.
+/// A Puppet agent node: its own confdir, vardir and ssldir under a temp dir. A Puppet 8 agent
+/// runs trixie's `puppet` in a Debian 13 root (the server's, when the server is Puppet 8 too; else
+/// a fresh copy of its own) that sees the temp dir at its own path.
 pub struct Agent {
     _dir: tempfile::TempDir,
     pub confdir: PathBuf,
     pub ssldir: PathBuf,
     pub certname: String,
+    pub release: Release,
+    runner: Runner,
 }
 
 impl Agent {
-    /// A node for `certname` talking to `server`; `csr_attributes` is the YAML of
-    /// `csr_attributes.yaml` (or `None` for none); `extra_conf` adds `[main]` lines (e.g.
-    /// `dns_alt_names = puppet`).
+    /// A node for `certname` talking to `server`, of the server's release; `csr_attributes` is
+    /// the YAML of `csr_attributes.yaml` (or `None` for none); `extra_conf` adds `[main]` lines
+    /// (e.g. `dns_alt_names = puppet`).
     pub fn new(
+        server: &PuppetServer,
+        certname: &str,
+        csr_attributes: Option<&str>,
+        extra_conf: &str,
+    ) -> Result<Agent> {
+        Self::with_release(server.release, server, certname, csr_attributes, extra_conf)
+    }
+
+    /// [`Agent::new`] with a `release` of its own (a Puppet 8 agent against the 7.9 server, a
+    /// Puppet 7 agent against 8.x).
+    pub fn with_release(
+        release: Release,
         server: &PuppetServer,
         certname: &str,
         csr_attributes: Option<&str>,
@@ -446,22 +620,42 @@ impl Agent {
         if let Some(attrs) = csr_attributes {
             std::fs::write(confdir.join("csr_attributes.yaml"), attrs)?;
         }
+        let runner = match release {
+            Release::Puppet7 => Runner::Host,
+            Release::Puppet8 => {
+                let root = match server.shared_root(release) {
+                    Some(root) => root,
+                    None => Arc::new(puppet_root::fresh_root()?),
+                };
+                Runner::Root(InRoot::new(root, [dir.path().to_path_buf()])?)
+            }
+        };
         Ok(Agent {
             _dir: dir,
             confdir,
             ssldir,
             certname: certname.to_owned(),
+            release,
+            runner,
         })
     }
 
     fn puppet(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("puppet");
-        cmd.args(args)
-            .arg("--confdir")
-            .arg(&self.confdir)
-            .args(["--certname", &self.certname])
-            .stdin(Stdio::null());
+        let mut argv = os(&["puppet"]);
+        argv.extend(os(args));
+        argv.push("--confdir".into());
+        argv.push(self.confdir.clone().into());
+        argv.extend(os(&["--certname", &self.certname]));
+        let mut cmd = self.runner.command(&[], &argv);
+        cmd.stdin(Stdio::null());
         cmd
+    }
+
+    /// `puppet --version` of this agent's release (`7.23.0`, `8.10.0`).
+    pub fn version(&self) -> Result<String> {
+        let out = run_ok(&mut self.runner.command(&[], &os(&["puppet", "--version"])))
+            .context("puppet --version")?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     /// `puppet ssl submit_request`: generates a key and CSR and PUTs it (autosign runs now).

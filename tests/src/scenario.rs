@@ -50,6 +50,49 @@ pub struct Options {
     pub narrate: bool,
     /// Keep the work directory (configs, audit log, roots) and print its path.
     pub keep: bool,
+    /// The release of the instance's root (and of the Puppet it installs).
+    pub debian: Debian,
+}
+
+/// The Debian release the instance runs (its root from tests/setup-roots.sh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Debian {
+    /// Debian 12 (bookworm), Puppet 7.
+    D12,
+    /// Debian 13 (trixie), Puppet 8: the current stable release.
+    #[default]
+    D13,
+}
+
+impl Debian {
+    /// `12` or `13` (the demo's `--debian`).
+    pub fn parse(s: &str) -> Option<Debian> {
+        match s {
+            "12" | "bookworm" => Some(Debian::D12),
+            "13" | "trixie" => Some(Debian::D13),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Debian::D12 => "Debian 12",
+            Debian::D13 => "Debian 13",
+        }
+    }
+    /// The Puppet Server of that release (7.9 from the host's packages, 8.7 from a trixie root).
+    pub fn puppet(self) -> crate::puppet::Release {
+        match self {
+            Debian::D12 => crate::puppet::Release::Puppet7,
+            Debian::D13 => crate::puppet::Release::Puppet8,
+        }
+    }
+    /// The snapshot the instance's root is a copy of.
+    pub fn base_root(self) -> &'static str {
+        match self {
+            Debian::D12 => "base",
+            Debian::D13 => "base-trixie",
+        }
+    }
 }
 
 /// What one attack left behind.
@@ -78,6 +121,10 @@ pub struct Report {
     pub timings: Vec<(String, Duration)>,
     /// Wall time of `bootcfg run` in the legitimate root (package install and puppet included).
     pub bootcfg_run: Duration,
+    /// The `puppet-agent` version bootcfg installed in the instance's root (dpkg's).
+    pub agent_version: String,
+    /// The Puppet Server's package version.
+    pub server_version: String,
 }
 
 struct Narrator {
@@ -135,7 +182,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     };
     let mut timings = Vec::new();
     rootfs::require_root();
-    rootfs::snapshot("base");
+    rootfs::snapshot(opts.debian.base_root());
     let bootcfg = bins::bin("bootcfg")?;
     let conductor = bins::bin("conductor")?;
     let signer = bins::bin("signer")?;
@@ -156,8 +203,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     // The agent root for the attacks (Debian's puppet-agent preinstalled) is built meanwhile.
     let template_dir = work.join("agent-template");
     let builder = {
-        let dir = template_dir.clone();
-        std::thread::spawn(move || build_agent_template(&dir))
+        let (dir, debian) = (template_dir.clone(), opts.debian);
+        std::thread::spawn(move || build_agent_template(&dir, debian))
     };
     let audit = work.join("audit.jsonl");
     let signer_yaml = work.join("signer.yaml");
@@ -165,7 +212,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let aws_bundle = work.join("aws-test-rsa2048.pem");
     write_file(&aws_bundle, &aws.bundle_pem(), 0o644)?;
     let wrapper = work.join("autosign");
-    let server = start_autosign_server(&wrapper, &signer, &signer_yaml, &moto)?;
+    let server = start_autosign_server(&wrapper, &signer, &signer_yaml, &moto, opts.debian)?;
     write_file(
         &signer_yaml,
         &format!(
@@ -325,7 +372,7 @@ pub fn run(opts: &Options) -> Result<Report> {
 
     // 3. First boot.
     let t = Instant::now();
-    n.step("3/6", "First boot: bootcfg run in a fresh Debian 12 root, user-data from an IMDSv2 endpoint on 127.0.0.1");
+    n.step("3/6", &format!("First boot: bootcfg run in a fresh {} root, user-data from an IMDSv2 endpoint on 127.0.0.1", opts.debian.name()));
     let imds = FakeImds::start(Some(&user_data));
     imds.set_instance_id(&instance_id);
     imds.set_local_hostname(&hostname);
@@ -333,7 +380,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let genuine = w.identity_of(&instance_id);
     imds.set_identity(&genuine.0, &genuine.1);
     n.say(&format!("IMDSv2 at {} serves instance-id {instance_id}, local-hostname {hostname}, the user-data, and the identity document with its rsa2048 signature (signed by the harness's stand-in for AWS, which the signer trusts in this test)", imds.url));
-    let root = rootfs::Root::fresh("base");
+    let root = rootfs::Root::fresh(opts.debian.base_root());
     let plan = w.bootcfg(root.path(), "plan", &imds.url)?;
     ensure!(
         plan.status.success(),
@@ -384,6 +431,16 @@ pub fn run(opts: &Options) -> Result<Report> {
         managed == format!("managed by Puppet for {certname}\n"),
         "the catalog's file in the root holds {managed:?}"
     );
+    let agent_version = root
+        .dpkg_installed()
+        .get("puppet-agent")
+        .cloned()
+        .context("bootcfg did not install puppet-agent in the root")?;
+    n.say(&format!(
+        "puppet-agent {agent_version} in the {} root, Puppet Server {}",
+        opts.debian.name(),
+        w.server.version
+    ));
     let summary_path = "var/cache/puppet/public/last_run_summary.yaml";
     ensure!(
         root.exists(summary_path),
@@ -588,6 +645,8 @@ pub fn run(opts: &Options) -> Result<Report> {
         attacks,
         timings,
         bootcfg_run,
+        agent_version,
+        server_version: w.server.version.clone(),
     })
 }
 
@@ -1000,6 +1059,7 @@ pub fn start_autosign_server(
     signer: &Path,
     signer_yaml: &Path,
     moto: &Moto,
+    debian: Debian,
 ) -> Result<PuppetServer> {
     write_file(
         wrapper,
@@ -1019,6 +1079,11 @@ pub fn start_autosign_server(
     PuppetServer::start(&ServerOptions {
         autosign: Some(wrapper.to_owned()),
         env,
+        release: debian.puppet(),
+        // Puppet 8 runs in a Debian 13 root: the wrapper's directory (the work dir, with the
+        // signer's config, audit log and AWS certificate) is bound by the harness, the signer
+        // binary's directory here
+        extra_binds: signer.parent().map(Path::to_path_buf).into_iter().collect(),
     })
     .context("starting puppetserver")
 }
@@ -1040,10 +1105,10 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A base root with Debian's `puppet-agent` installed (the attack roots start from copies, so the
-/// package is installed once per run).
-pub fn build_agent_template(dir: &Path) -> Result<PathBuf> {
-    let tar = rootfs::snapshot("base");
+/// A base root of `debian` with its `puppet-agent` installed (the attack roots start from copies,
+/// so the package is installed once per run).
+pub fn build_agent_template(dir: &Path, debian: Debian) -> Result<PathBuf> {
+    let tar = rootfs::snapshot(debian.base_root());
     std::fs::create_dir_all(dir)?;
     let out = Command::new("tar")
         .arg("-C")

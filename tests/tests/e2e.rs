@@ -7,15 +7,29 @@
 //!
 //! Needs root, `sudo tests/setup.sh`, and `cargo build --workspace` (the real binaries).
 
-use testkit::scenario::{self, Options};
+use testkit::scenario::{self, Debian, Options};
+
+/// One scenario at a time (each starts its own Puppet Server and roots).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
-fn conductor_bootcfg_signer_end_to_end_with_attacks() {
+fn conductor_bootcfg_signer_end_to_end_with_attacks_on_debian_12() {
+    end_to_end(Debian::D12);
+}
+
+#[test]
+fn conductor_bootcfg_signer_end_to_end_with_attacks_on_debian_13() {
+    end_to_end(Debian::D13);
+}
+
+fn end_to_end(debian: Debian) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let report = scenario::run(&Options {
         narrate: false,
         keep: std::env::var_os("BOOTCFG_TEST_KEEP").is_some_and(|v| v == "1"),
+        debian,
     })
-    .unwrap_or_else(|e| panic!("end-to-end scenario failed: {e:#}"));
+    .unwrap_or_else(|e| panic!("end-to-end scenario on {} failed: {e:#}", debian.name()));
     assert!(
         uuid_like(&report.certname),
         "certname {} is not a UUID",
@@ -25,6 +39,18 @@ fn conductor_bootcfg_signer_end_to_end_with_attacks() {
         report.instance_id.starts_with("i-"),
         "{}",
         report.instance_id
+    );
+    // Debian 12: Puppet 7 agent and server; Debian 13: Puppet 8
+    let major = match debian {
+        Debian::D12 => "7.",
+        Debian::D13 => "8.",
+    };
+    assert!(
+        report.agent_version.starts_with(major) && report.server_version.starts_with(major),
+        "{}: puppet-agent {}, puppetserver {}",
+        debian.name(),
+        report.agent_version,
+        report.server_version
     );
     assert_eq!(report.approved["decision"], "approved");
     assert_eq!(report.approved["certname"], report.certname.as_str());

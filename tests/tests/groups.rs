@@ -220,7 +220,7 @@ fn scenario_groups() -> Result<()> {
     let template_dir = work.join("agent-template");
     let builder = {
         let dir = template_dir.clone();
-        std::thread::spawn(move || scenario::build_agent_template(&dir))
+        std::thread::spawn(move || scenario::build_agent_template(&dir, scenario::Debian::D12))
     };
     step("start moto and puppetserver");
     let moto = Moto::start()?;
@@ -230,8 +230,13 @@ fn scenario_groups() -> Result<()> {
     write(&bundle, &aws.bundle_pem(), 0o644)?;
     let signer_yaml = work.join("signer.yaml");
     let audit = work.join("audit.jsonl");
-    let server =
-        scenario::start_autosign_server(&work.join("autosign"), &signer, &signer_yaml, &moto)?;
+    let server = scenario::start_autosign_server(
+        &work.join("autosign"),
+        &signer,
+        &signer_yaml,
+        &moto,
+        scenario::Debian::D12,
+    )?;
     write(
         &signer_yaml,
         &format!(
