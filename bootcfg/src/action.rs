@@ -171,6 +171,14 @@ pub enum Action {
         enable: bool,
         start: bool,
     },
+    /// Read the paths the installed Puppet uses (`puppet config print`, i.e. the package's own
+    /// defaults and the image's puppet.conf) and fail, before anything is written there, when
+    /// one of `expect` (setting, path, the `puppet.` key that overrides it) differs. Skipped
+    /// (a note) when `bin` is not in the root.
+    CheckPuppetPaths {
+        bin: String,
+        expect: Vec<(String, String, String)>,
+    },
     /// Reboot if `/run/reboot-required` exists (root `/` only).
     RebootIfRequired,
     /// Something worth showing that does nothing (a skipped feature, a warning).

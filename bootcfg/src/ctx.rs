@@ -107,6 +107,8 @@ pub struct Ctx {
     pub os_id: String,
     /// `VERSION_CODENAME` from the root's os-release (`$RELEASE`).
     pub release: Option<String>,
+    /// `VERSION_ID` from the root's os-release (`12`, `13`, `24.04`).
+    pub version_id: Option<String>,
     /// The root's dpkg architecture (`amd64`, `arm64`): [`crate::debian::dpkg_architecture`].
     pub arch: String,
     pub redactor: Redactor,
@@ -138,11 +140,21 @@ impl Ctx {
             fqdn: fqdn.to_owned(),
             os_id: get("ID").unwrap_or_else(|| "debian".to_owned()),
             release: get("VERSION_CODENAME").filter(|s| !s.is_empty()),
+            version_id: get("VERSION_ID").filter(|s| !s.is_empty()),
             arch,
             redactor: Redactor::default(),
             identity: Identity::default(),
             shortener: identity_shortener(),
         }
+    }
+
+    /// The major and minor numbers of `VERSION_ID` (`13` → (13, 0), `24.04` → (24, 4)).
+    pub fn version(&self) -> Option<(u32, u32)> {
+        let v = self.version_id.as_deref()?;
+        let mut parts = v.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next().map_or(Some(0), |m| m.parse().ok())?;
+        Some((major, minor))
     }
 
     /// Set the identity proof; an available one is shown shortened from now on.

@@ -646,6 +646,9 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
+            Action::CheckPuppetPaths { bin, expect } => {
+                self.check_puppet_paths(module, bin, expect)?
+            }
             Action::RebootIfRequired => {
                 let required = self.ctx.root.exists("/run/reboot-required")
                     || self.ctx.root.exists("/var/run/reboot-required");
@@ -665,6 +668,76 @@ impl<'a> Engine<'a> {
             }
             Action::Note { text } => self.note(module, text.clone()),
         }
+        Ok(())
+    }
+
+    /// [`Action::CheckPuppetPaths`].
+    fn check_puppet_paths(
+        &mut self,
+        module: &str,
+        bin: &str,
+        expect: &[(String, String, String)],
+    ) -> Result<(), StepError> {
+        // Always the three settings: with only one, `puppet config print` prints the bare value
+        // instead of `name = value`.
+        let argv: Vec<String> = [
+            bin,
+            "config",
+            "print",
+            "confdir",
+            "ssldir",
+            "csr_attributes",
+            "--section",
+            "agent",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let cmd = Cmd::new(argv);
+        let mut st = self.step(module, StepKind::Run);
+        st.command = Some(self.show_cmd(&cmd));
+        st.changed = false;
+        // `puppet` (Debian's, on PATH) or an absolute path (AIO)
+        let installed = if bin.starts_with('/') {
+            self.ctx.root.exists(bin)
+        } else {
+            ["/usr/bin", "/bin", "/usr/local/bin"]
+                .iter()
+                .any(|d| self.ctx.root.exists(&format!("{d}/{bin}")))
+        };
+        if self.mode == Mode::Plan || !installed {
+            st.note = Some(if installed || self.mode == Mode::Plan {
+                "once installed: the package's paths must be the ones written below".to_owned()
+            } else {
+                format!("{bin} is not installed: its paths are not checked")
+            });
+            self.steps.push(st);
+            return Ok(());
+        }
+        let out = self.run_recorded(&cmd)?;
+        let got: std::collections::BTreeMap<&str, &str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once(" = "))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        for (setting, want, key) in expect {
+            match got.get(setting.as_str()) {
+                Some(v) if v == want => {}
+                Some(v) => {
+                    return Err(StepError::Invalid(format!(
+                        "the installed Puppet keeps its {setting} at {v}, not {want}: set puppet.{key} in the user-data to match"
+                    )));
+                }
+                None => {
+                    return Err(StepError::Invalid(format!(
+                        "`{}` did not report {setting}; cannot check where the installed Puppet keeps it (set puppet.{key} explicitly)",
+                        cmd.display()
+                    )));
+                }
+            }
+        }
+        st.note = Some("the installed package's paths match".to_owned());
+        self.steps.push(st);
         Ok(())
     }
 
@@ -809,6 +882,19 @@ pub fn changed_by(cmd: &Cmd, out: &crate::runner::CmdOutput) -> bool {
 /// From `N upgraded, N newly installed, [N reinstalled, ]N downgraded, N to remove and N not
 /// upgraded.`: whether any of the changing counts is non-zero. `None` if there is no summary.
 fn apt_summary_changed(stdout: &str) -> Option<bool> {
+    // apt 3.0's `apt` front end (and a terminal) summarises as `Upgrading: N, Installing: N,
+    // Removing: N, Not Upgrading: N`; its `apt-get` without a terminal, as bootcfg runs it,
+    // still prints the line below (both captured from Debian 13's apt 3.0.4 in the unit test).
+    if let Some(line) = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("Upgrading: ") && l.contains("Installing: "))
+    {
+        return Some(line.split(',').any(|part| {
+            let (what, n) = part.trim().split_once(": ").unwrap_or(("", ""));
+            what != "Not Upgrading" && n.trim().parse::<u64>().is_ok_and(|n| n > 0)
+        }));
+    }
     let line = stdout
         .lines()
         .find(|l| l.contains(" upgraded, ") && l.contains(" newly installed"))?;
@@ -963,5 +1049,17 @@ mod tests {
             apt_summary_changed("hello is already the newest version"),
             None
         );
+        // Debian 13's apt 3.0.4, `apt-get install -s hello` and an installed package, captured
+        // from a trixie root (no terminal): the same summary line as apt 2.6
+        let trixie_new = "Reading package lists...\nBuilding dependency tree...\nReading state information...\nThe following NEW packages will be installed:\n  hello\n0 upgraded, 1 newly installed, 0 to remove and 3 not upgraded.\nInst hello (2.10-5 Debian:13.8/stable [amd64])\nConf hello (2.10-5 Debian:13.8/stable [amd64])\n";
+        assert_eq!(apt_summary_changed(trixie_new), Some(true));
+        assert_eq!(simulated_new(trixie_new), ["hello"]);
+        let trixie_none = "Building dependency tree...\nReading state information...\ncoreutils is already the newest version (9.7-3).\n0 upgraded, 0 newly installed, 0 to remove and 3 not upgraded.\n";
+        assert_eq!(apt_summary_changed(trixie_none), Some(false));
+        // apt 3.0's new summary (the `apt` front end)
+        let apt3 = "Summary:\n  Upgrading: 0, Installing: 1, Removing: 0, Not Upgrading: 3\n";
+        assert_eq!(apt_summary_changed(apt3), Some(true));
+        let apt3_none = "Summary:\n  Upgrading: 0, Installing: 0, Removing: 0, Not Upgrading: 3\n";
+        assert_eq!(apt_summary_changed(apt3_none), Some(false));
     }
 }

@@ -157,6 +157,37 @@ fn hello_is_installed_from_the_debian_mirror() {
     assert_eq!(v["instance_id"], "i-e2e-hello", "{v:#}");
 }
 
+/// Allowance `unknown-packages`: one `apt-get install` for all the packages, so a package apt
+/// does not know (or a pinned version it does not have) installs nothing, fails the module with
+/// the name, and leaves no marker (the next boot retries).
+#[test]
+fn an_unknown_package_installs_nothing_and_fails_the_module() {
+    let root = Root::fresh("base");
+    let before = root.dpkg_installed();
+    let ud = write_user_data(
+        &root,
+        "#cloud-config\npackage_update: true\npackages:\n  - hello\n  - bootcfg-no-such-package\n",
+    );
+    let out = {
+        let _heavy = heavy_lock();
+        timed("unknown package apply", || {
+            apply(&root, &ud, "i-e2e-unknown", "e2e-unknown")
+        })
+    };
+    assert!(!out.status.success(), "{}", out.report());
+    assert!(
+        out.stdout.contains("bootcfg-no-such-package")
+            || out.stderr.contains("bootcfg-no-such-package"),
+        "the error names the package:\n{}",
+        out.report()
+    );
+    assert_eq!(root.dpkg_installed(), before, "apt installed something");
+    assert!(
+        !root.exists("var/lib/bootcfg/instances/i-e2e-unknown/packages.done"),
+        "the failed module left its marker"
+    );
+}
+
 /// What `plan` must leave alone: configuration, package and debconf databases, bootcfg's state.
 const PLAN_STATE: &[&str] = &[
     "etc",

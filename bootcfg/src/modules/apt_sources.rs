@@ -29,6 +29,13 @@
 //!   24.1+ does, `/etc/apt/sources.list` is removed (Debian) or replaced with a pointer comment
 //!   (Ubuntu), so the old main list does not stay active beside it. (cloud-init 22.4 writes deb822
 //!   into `/etc/apt/sources.list`, where apt rejects it.)
+//! - The built-in template is deb822 (cloud-init 25.1's `sources.list.<distro>.deb822.tmpl`,
+//!   [`deb822_main_list`]) when the image keeps its main list in `<distro>.sources` (Debian 12
+//!   and 13 images do) or its release ships a cloud-init that writes deb822 (Debian 13, Ubuntu
+//!   24.04 and later); else cloud-init 22.4's one-line template. So on Debian 13 the mirrors and
+//!   `disable_suites` edit `debian.sources` as cloud-init 25.1 does there, and on a Debian 12
+//!   image with `debian.sources` the main list is not listed twice (Debian 12's cloud-init 22.4
+//!   writes a one-line `sources.list` beside `debian.sources`: a documented difference).
 
 use super::{Module, PlanState};
 use crate::action::{Action, Content, KeyFetch, StepError};
@@ -83,6 +90,14 @@ fn pick(list: &[Mirror], arch: &str) -> Option<String> {
         return Some(u.clone());
     }
     m.search.iter().find(|u| resolves(u)).cloned()
+}
+
+/// Where this run writes the key of the `primary`/`security` mirror entry for `arch`, if it has one.
+fn mirror_keyring(list: &[Mirror], name: &str, arch: &str) -> Option<String> {
+    list.iter()
+        .find(|m| m.arches.iter().any(|x| x == arch || x == "default"))
+        .filter(|m| m.key.is_some())
+        .map(|_| format!("{KEYRING_DIR}/{name}.gpg"))
 }
 
 fn resolves(url: &str) -> bool {
@@ -292,6 +307,30 @@ fn disable_suites(text: &str, suites: &[String], release: Option<&str>) -> Strin
         .collect()
 }
 
+/// cloud-init 25.1's deb822 main-list templates, as they render: the `## template:jinja` line
+/// dropped, `{{mirror}}`/`{{security}}`/`{{codename}}` as `$MIRROR`/`$SECURITY`/`$RELEASE`, and
+/// `Signed-By` as `$PRIMARY_KEYRING`/`$SECURITY_KEYRING` (the mirror's key when it has one, else
+/// the archive keyring, as the templates' `primary_key | default(...)` chain does).
+const DEBIAN_DEB822: &str = include_str!("templates/debian.sources");
+const UBUNTU_DEB822: &str = include_str!("templates/ubuntu.sources");
+
+/// Whether the built-in main list is deb822 here: the image already keeps it in
+/// `/etc/apt/sources.list.d/<distro>.sources`, or the release's own cloud-init writes deb822
+/// (Debian 13+, Ubuntu 24.04+: `APT_DEB822_SOURCE_LIST_FILE` in cloud-init 25.1).
+pub fn deb822_main_list(ctx: &Ctx) -> bool {
+    if ctx
+        .root
+        .exists(&format!("{SOURCES_DIR}/{}.sources", ctx.os_id))
+    {
+        return true;
+    }
+    match (ctx.os_id.as_str(), ctx.version()) {
+        ("debian", Some(v)) => v >= (13, 0),
+        ("ubuntu", Some(v)) => v >= (24, 4),
+        _ => false,
+    }
+}
+
 fn default_template(os_id: &str) -> &'static str {
     if os_id == "ubuntu" {
         "deb $MIRROR $RELEASE main restricted universe multiverse\n\
@@ -438,8 +477,18 @@ impl Module for AptSources {
         }
 
         if !apt.preserve_sources_list {
+            let deb822_default = apt.sources_list.is_none() && deb822_main_list(ctx);
             let tmpl: String = match apt.sources_list.as_deref() {
                 Some(t) => t.to_owned(),
+                None if deb822_default && ctx.os_id == "ubuntu" => UBUNTU_DEB822.to_owned(),
+                // cloud-init's Debian deb822 template: `<codename>/updates` before bullseye
+                None if deb822_default => {
+                    if matches!(release, Some("buster" | "stretch")) {
+                        DEBIAN_DEB822.replace("$RELEASE-security", "$RELEASE/updates")
+                    } else {
+                        DEBIAN_DEB822.to_owned()
+                    }
+                }
                 // cloud-init's Debian template: `<codename>/updates` security suites before bullseye
                 None if ctx.os_id != "ubuntu" && matches!(release, Some("buster" | "stretch")) => {
                     default_template(&ctx.os_id).replace("$RELEASE-security", "$RELEASE/updates")
@@ -453,7 +502,29 @@ impl Module for AptSources {
                 ("PRIMARY", Some(primary.as_str())),
                 ("SECURITY", Some(security.as_str())),
             ];
-            let mut text = render(&tmpl, &vars).map_err(StepError::Invalid)?;
+            let mut text = if deb822_default {
+                let archive = if ctx.os_id == "ubuntu" {
+                    "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
+                } else {
+                    "/usr/share/keyrings/debian-archive-keyring.gpg"
+                };
+                let primary_key = mirror_keyring(&apt.primary, "primary", &ctx.arch);
+                let security_key = mirror_keyring(&apt.security, "security", &ctx.arch)
+                    .or_else(|| primary_key.clone());
+                let mut v = vars.to_vec();
+                v.push((
+                    "PRIMARY_KEYRING",
+                    Some(primary_key.as_deref().unwrap_or(archive)),
+                ));
+                v.push((
+                    "SECURITY_KEYRING",
+                    Some(security_key.as_deref().unwrap_or(archive)),
+                ));
+                render(&tmpl, &v)
+            } else {
+                render(&tmpl, &vars)
+            }
+            .map_err(StepError::Invalid)?;
             let deb822 = schemas::userdata::checks::is_deb822(&text);
             if !apt.disable_suites.is_empty() {
                 text = if deb822 {
@@ -989,6 +1060,160 @@ mod tests {
                 .join("etc/apt/keyrings/cloud_config_sources-2.gpg")
                 .exists()
         );
+    }
+
+    fn os_root(os_release: &str) -> (tempfile::TempDir, Ctx) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc/apt/sources.list.d")).unwrap();
+        std::fs::write(d.path().join("etc/os-release"), os_release).unwrap();
+        let ctx = Ctx::new(
+            crate::rootfs::Root::new(d.path()).unwrap(),
+            "i-0abc",
+            "web-1.example.com",
+        );
+        (d, ctx)
+    }
+
+    fn mirrors_ud() -> UserData {
+        let mut ud = UserData::default();
+        ud.apt.preserve_sources_list = false;
+        ud.apt.primary = vec![Mirror {
+            arches: vec!["default".into()],
+            uri: Some("http://mirror.example/debian".into()),
+            ..Default::default()
+        }];
+        ud.apt.security = vec![Mirror {
+            arches: vec!["default".into()],
+            uri: Some("http://mirror.example/debian-security".into()),
+            ..Default::default()
+        }];
+        ud
+    }
+
+    /// Issue 12: Debian 13's cloud-init (25.1) renders its deb822 template into debian.sources
+    /// and deletes sources.list; the stanzas below are what it wrote in a trixie root (the peer
+    /// test compares the whole file byte for byte).
+    #[test]
+    fn debian_13_default_main_list_is_deb822_in_debian_sources() {
+        let (d, ctx) = os_root("ID=debian\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\n");
+        std::fs::write(
+            d.path().join("etc/apt/sources.list"),
+            "deb http://old/ trixie main\n",
+        )
+        .unwrap();
+        assert!(deb822_main_list(&ctx));
+        let acts = AptSources
+            .plan(&mirrors_ud(), &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "s", &acts);
+        let text = read(&d, "/etc/apt/sources.list.d/debian.sources");
+        assert!(
+            text.starts_with("## Note, this file is written by cloud-init"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "Types: deb deb-src\nURIs: http://mirror.example/debian\n\
+                 Suites: trixie trixie-updates trixie-backports\nComponents: main\n\
+                 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+                 ## Major bug fix updates produced after the final release of the distribution.\n\
+                 Types: deb deb-src\nURIs: http://mirror.example/debian-security\n\
+                 Suites: trixie-security\nComponents: main\n\
+                 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+            ),
+            "{text}"
+        );
+        assert!(!d.path().join("etc/apt/sources.list").exists());
+        // disable_suites edits the deb822 stanza
+        let mut ud = mirrors_ud();
+        ud.apt.disable_suites = vec!["backports".into()];
+        let acts = AptSources
+            .plan(&ud, &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "s", &acts);
+        let text = read(&d, "/etc/apt/sources.list.d/debian.sources");
+        assert!(text.contains("\nSuites: trixie trixie-updates\n"), "{text}");
+        assert!(
+            !text.contains("\nSuites: trixie trixie-updates trixie-backports\n"),
+            "{text}"
+        );
+    }
+
+    /// A mirror's own key signs that mirror's stanza (cloud-init 25.1's `primary_key` chain);
+    /// security without a key falls back to the primary's.
+    #[test]
+    fn deb822_main_list_signed_by_the_mirror_key() {
+        let (d, ctx) = os_root("ID=debian\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\n");
+        let mut ud = mirrors_ud();
+        ud.apt.primary[0].key = Some(KeySource::Armored(
+            include_str!("../../tests/fixtures/repo-key.asc").into(),
+        ));
+        let acts = AptSources
+            .plan(&ud, &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "s", &acts);
+        let text = read(&d, "/etc/apt/sources.list.d/debian.sources");
+        assert_eq!(
+            text.matches("Signed-By: /etc/apt/keyrings/primary.gpg\n")
+                .count(),
+            2,
+            "{text}"
+        );
+        assert!(d.path().join("etc/apt/keyrings/primary.gpg").exists());
+    }
+
+    /// Debian 12: one-line sources.list (cloud-init 22.4's template) unless the image keeps its
+    /// main list in debian.sources; then deb822 there, not a second list beside it.
+    #[test]
+    fn debian_12_main_list_follows_the_image() {
+        let (d, ctx) = os_root("ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n");
+        assert!(!deb822_main_list(&ctx));
+        let acts = AptSources
+            .plan(&mirrors_ud(), &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "s", &acts);
+        assert!(
+            read(&d, "/etc/apt/sources.list")
+                .contains("\ndeb http://mirror.example/debian bookworm main\n")
+        );
+        assert!(
+            !d.path()
+                .join("etc/apt/sources.list.d/debian.sources")
+                .exists()
+        );
+
+        let (d, ctx) = os_root("ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n");
+        std::fs::write(
+            d.path().join("etc/apt/sources.list.d/debian.sources"),
+            "Types: deb\n",
+        )
+        .unwrap();
+        assert!(deb822_main_list(&ctx));
+        let acts = AptSources
+            .plan(&mirrors_ud(), &ctx, &mut PlanState::default())
+            .unwrap();
+        apply(&ctx, "s", &acts);
+        assert!(
+            read(&d, "/etc/apt/sources.list.d/debian.sources")
+                .contains("\nSuites: bookworm bookworm-updates bookworm-backports\n")
+        );
+        assert!(!d.path().join("etc/apt/sources.list").exists());
+    }
+
+    #[test]
+    fn deb822_releases() {
+        for (osr, want) in [
+            ("ID=debian\nVERSION_ID=\"11\"\n", false),
+            ("ID=debian\nVERSION_ID=\"13\"\n", true),
+            ("ID=debian\nVERSION_ID=\"14\"\n", true),
+            ("ID=debian\n", false),
+            ("ID=ubuntu\nVERSION_ID=\"22.04\"\n", false),
+            ("ID=ubuntu\nVERSION_ID=\"24.04\"\n", true),
+            ("ID=ubuntu\nVERSION_ID=\"25.10\"\n", true),
+        ] {
+            let (_d, ctx) = os_root(osr);
+            assert_eq!(deb822_main_list(&ctx), want, "{osr}");
+        }
     }
 
     /// Issue 13, item 6: a deb822 `sources_list` goes where apt reads deb822, and the old main

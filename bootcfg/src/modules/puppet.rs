@@ -152,7 +152,16 @@ impl Module for Puppet {
         };
         // before any action: without the document nothing of this module is planned
         let identity = instance_identity(p, ctx)?;
-        let l = layout(p);
+        let mut l = layout(p);
+        // The package the release's cloud-init installs: `puppet` (Debian 12's 22.4; a
+        // transitional package for `puppet-agent`), `puppet-agent` from Debian 13 on (25.1)
+        if p.install_type == InstallType::Packages
+            && p.package_name.is_none()
+            && ctx.os_id == "debian"
+            && ctx.version().is_some_and(|v| v >= (13, 0))
+        {
+            l.packages = vec!["puppet-agent".into(), "puppet".into()];
+        }
         let mut a = Vec::new();
         if p.install {
             st.update_once(&mut a, ud);
@@ -162,6 +171,28 @@ impl Module for Puppet {
                 apt_get: apt_get(&["install"]),
             });
         }
+        // Where the installed Puppet keeps its files is the package's to say (Debian's 7 and 8:
+        // /etc/puppet, /var/lib/puppet/ssl): checked once it is installed, before any write.
+        let mut expect = Vec::new();
+        if p.conf_file.is_none()
+            && let Some((dir, _)) = l.conf_file.rsplit_once('/')
+        {
+            expect.push(("confdir".to_owned(), dir.to_owned(), "conf_file".to_owned()));
+        }
+        if p.ssl_dir.is_none() && p.ca_cert.is_some() {
+            expect.push(("ssldir".to_owned(), l.ssl_dir.clone(), "ssl_dir".to_owned()));
+        }
+        if p.csr_attributes_path.is_none() && (p.csr_attributes.is_some() || identity.is_some()) {
+            expect.push((
+                "csr_attributes".to_owned(),
+                l.csr_attributes.clone(),
+                "csr_attributes_path".to_owned(),
+            ));
+        }
+        a.push(Action::CheckPuppetPaths {
+            bin: l.bin.to_owned(),
+            expect,
+        });
         let settings: Vec<(String, Vec<(String, String)>)> = p
             .conf
             .iter()
@@ -489,6 +520,98 @@ mod tests {
                 .is_err()
         );
         assert!(!d.path().join("etc/puppet").exists(), "nothing written");
+    }
+
+    /// What `puppet config print` answers, for the path check.
+    struct ConfigPrint(&'static str);
+    impl crate::runner::Runner for ConfigPrint {
+        fn run(
+            &self,
+            cmd: &crate::runner::Cmd,
+        ) -> Result<crate::runner::CmdOutput, crate::runner::RunError> {
+            assert_eq!(
+                cmd.argv[1..6],
+                ["config", "print", "confdir", "ssldir", "csr_attributes"],
+                "{cmd:?}"
+            );
+            Ok(crate::runner::CmdOutput {
+                code: 0,
+                stdout: self.0.to_owned(),
+                stderr: String::new(),
+                elapsed: Default::default(),
+            })
+        }
+    }
+
+    /// Issue 12: the paths come from the installed package; a Puppet that keeps them elsewhere
+    /// stops the module before it writes anything, naming the key that overrides the path.
+    #[test]
+    fn installed_puppets_paths_are_checked_before_any_write() {
+        let (d, ctx) = root();
+        std::fs::create_dir_all(d.path().join("usr/bin")).unwrap();
+        std::fs::write(d.path().join("usr/bin/puppet"), "").unwrap();
+        let acts = Puppet.plan(&ud(), &ctx, &mut PlanState::default()).unwrap();
+        let check = acts
+            .iter()
+            .position(|a| matches!(a, Action::CheckPuppetPaths { .. }))
+            .expect("a path check");
+        let first_write = acts
+            .iter()
+            .position(|a| matches!(a, Action::Write { .. } | Action::MkDir { .. }))
+            .unwrap();
+        assert!(check < first_write);
+
+        let debian = "confdir = /etc/puppet\nssldir = /var/lib/puppet/ssl\ncsr_attributes = /etc/puppet/csr_attributes.yaml\n";
+        let r = ConfigPrint(debian);
+        let mut e = crate::engine::Engine::new(&ctx, &r, crate::action::Mode::Apply);
+        e.execute("puppet", &acts[check]).unwrap();
+
+        let moved = "confdir = /etc/puppet8\nssldir = /var/lib/puppet/ssl\ncsr_attributes = /etc/puppet8/csr_attributes.yaml\n";
+        let r = ConfigPrint(moved);
+        let mut e = crate::engine::Engine::new(&ctx, &r, crate::action::Mode::Apply);
+        let err = e.execute("puppet", &acts[check]).unwrap_err().to_string();
+        assert!(
+            err.contains("confdir at /etc/puppet8, not /etc/puppet")
+                && err.contains("puppet.conf_file"),
+            "{err}"
+        );
+        // a missing setting is an error too, not a pass
+        let r = ConfigPrint("confdir = /etc/puppet\n");
+        let mut e = crate::engine::Engine::new(&ctx, &r, crate::action::Mode::Apply);
+        assert!(e.execute("puppet", &acts[check]).is_err());
+    }
+
+    /// Debian 13's cloud-init installs `puppet-agent` (`puppet` is a transitional package there);
+    /// Debian 12's installs `puppet`. bootcfg installs what the release's cloud-init does.
+    #[test]
+    fn the_puppet_package_follows_the_release() {
+        let first = |os_release: &str| {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(d.path().join("etc")).unwrap();
+            std::fs::write(d.path().join("etc/os-release"), os_release).unwrap();
+            let ctx = Ctx::new(
+                crate::rootfs::Root::new(d.path()).unwrap(),
+                "i-0abc",
+                "web-1.example.com",
+            );
+            let mut ud = ud();
+            ud.puppet.as_mut().unwrap().install = true;
+            let acts = Puppet.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
+            acts.iter()
+                .find_map(|a| match a {
+                    Action::InstallFirstKnown { candidates, .. } => Some(candidates[0].clone()),
+                    _ => None,
+                })
+                .expect("an install")
+        };
+        assert_eq!(
+            first("ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n"),
+            "puppet"
+        );
+        assert_eq!(
+            first("ID=debian\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\n"),
+            "puppet-agent"
+        );
     }
 
     #[test]
