@@ -10,6 +10,36 @@ use testkit::aptrepo::AptRepo;
 use testkit::chroot::{self, Output, Running};
 use testkit::rootfs::Root;
 
+/// One Debian release the end-to-end tests run on: its roots from tests/setup-roots.sh.
+#[derive(Debug, Clone, Copy)]
+pub struct Release {
+    /// `Debian 12`
+    pub name: &'static str,
+    pub codename: &'static str,
+    /// The minimal root bootcfg is applied into.
+    pub base: &'static str,
+    /// The same root with the release's cloud-init (the peer).
+    pub cloudinit: &'static str,
+    /// The cloud-init version that release ships.
+    pub cloud_init: &'static str,
+}
+
+pub const BOOKWORM: Release = Release {
+    name: "Debian 12",
+    codename: "bookworm",
+    base: "base",
+    cloudinit: "cloudinit",
+    cloud_init: "22.4",
+};
+
+pub const TRIXIE: Release = Release {
+    name: "Debian 13",
+    codename: "trixie",
+    base: "base-trixie",
+    cloudinit: "cloudinit-trixie",
+    cloud_init: "25.1",
+};
+
 pub const BOOTCFG: &str = env!("CARGO_BIN_EXE_bootcfg");
 /// Generous: a package install on a loaded 2-core machine.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(900);
