@@ -8,6 +8,7 @@
 #   bench/agent-overhead.sh    bootcfg run vs cloud-init's four stages, same user-data, identical roots
 #   bench/validate.sh          bootcfg validate vs cloud-init schema -c, same 16 KB user-data
 #   bench/signer.sh            CSR-to-signed latency through the hook (real puppetserver) vs the
+#                              same server with a no-op autosign, interleaved (7.9 and 8.7), the
 #                              seed design's cron cycle (analytic), and the decision time
 #   bench/conductor-launch.sh  100 conductor launches vs a sequential AWS CLI loop, same moto
 #   plus the agent's binary sizes and peak RSS (from agent-overhead.sh).
@@ -128,7 +129,7 @@ mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
   section validate "Validation: bootcfg validate vs cloud-init schema (bench/validate.sh)" \
 "The same ~16 KB user-data (16 keyed apt sources, packages, puppet), accepted by both; mean wall and CPU per run over ${VALIDATE_RUNS:-20} runs. cloud-init runs chrooted in the cloud-init root."
   section signer "Signing latency and decision time (bench/signer.sh)" \
-"A real relocatable puppetserver 7.9 whose autosign is the signer, registry on moto S3: the time from the CSR PUT to a downloadable signed certificate, through the hook; a real agent's \`puppet ssl submit_request\` end to end; the signer process alone; and the in-process decision (parse, verify, checks, compare-and-swap consumption). The seed design signs from cron every 2 minutes, which is analytic, not measured."
+"Run once per Puppet Server release (7.9 from the host's Debian 12 packages, 8.7 from a Debian 13 root). A real relocatable puppetserver whose autosign is the signer, registry on moto S3: the time from the CSR PUT to a downloadable signed certificate, through the hook, interleaved (n=50 each) with a second server of the same release whose autosign is a no-op (\`exit 0\`), the floor any policy executable pays, with min/p50/p90/max, the ratio and the load average; a real agent's \`puppet ssl submit_request\` end to end; the signer process alone; and the in-process decision (parse, verify, checks, compare-and-swap consumption). The seed design signs from cron every 2 minutes, which is analytic, not measured."
   section conductor "Launching: conductor vs a sequential AWS CLI loop (bench/conductor-launch.sh)" \
 "${N:-100} instances on one moto server: \`conductor launch --count ${N:-100}\` (debug build; create-only registration, RunInstances, compare-and-swap of the instance id, bounded concurrency) against a loop of \`aws s3api put-object --if-none-match '*'\` + \`aws ec2 run-instances\` per instance (awscli v1 in its own venv)."
   echo "Total: $(( $(date +%s) - start )) s."
