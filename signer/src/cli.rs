@@ -12,7 +12,7 @@ const EXAMPLES: &str = "\
 Examples:
   # Puppet Server policy executable (puppet.conf [server] autosign = /usr/local/sbin/bootcfg-autosign):
   #   #!/bin/sh
-  #   exec /usr/bin/signer --config /etc/bootcfg/signer.yaml autosign \"$1\"
+  #   exec /usr/bin/signer --config /etc/bootcfg/signer.yaml autosign -- \"$1\"
   signer --config /etc/bootcfg/signer.yaml autosign 0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11 < req.pem
 
   # cron, every minute: sign what the hook could not (CSRs that arrived before their registration)
@@ -60,7 +60,7 @@ pub enum Output {
 pub enum Command {
     /// Puppet's policy-based autosign executable: CSR PEM on stdin, exit 0 to sign.
     #[command(
-        after_help = "Example:\n  signer autosign 0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11 < req.pem; echo $?"
+        after_help = "Example:\n  signer autosign -- 0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11 < req.pem; echo $?\n\nThis help exits 1, a refusal: Puppet signs on exit 0, and a CSR may be named --help."
     )]
     Autosign {
         /// The certname Puppet asks about (its only argument to the executable).
@@ -86,6 +86,27 @@ pub enum Command {
     CheckConfig,
 }
 
+/// A command line clap did not turn into a command: help or version shown, or a usage error.
+/// Puppet runs the autosign executable with the CSR's certname as its argument and signs on exit
+/// 0, and a certname may start with `-`: help or version shown for an `autosign` command line is
+/// therefore a refusal (exit 1), never 0. Anything else clap refuses is a usage error (exit 2).
+fn parse_failure(e: &clap::Error, args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
+    use clap::error::ErrorKind;
+    let _ = e.print();
+    let shown = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if !shown {
+        return ExitCode::from(exit::CONFIG);
+    }
+    if args.into_iter().any(|a| a == "autosign") {
+        eprintln!(
+            "signer autosign: help or version shown instead of a decision: exit {} (refused; Puppet signs on 0)",
+            exit::REJECTED
+        );
+        return ExitCode::from(exit::REJECTED);
+    }
+    ExitCode::SUCCESS
+}
+
 fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
@@ -96,7 +117,10 @@ fn init_tracing(default: &str) {
 
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return parse_failure(&e, std::env::args_os().skip(1)),
+    };
     // The hook's stderr lands in the Puppet Server log at WARN: stay quiet unless asked.
     init_tracing(if matches!(cli.command, Command::Autosign { .. }) {
         "warn"

@@ -31,7 +31,14 @@ fn help_has_examples_and_fits_100_columns() {
         &["check-config", "--help"],
     ] {
         let out = run(args, b"");
-        assert!(out.status.success(), "{args:?}");
+        // autosign's help is a refusal (exit 1): Puppet signs on exit 0, and a CSR may be named
+        // `--help` (see a_certname_that_looks_like_an_option_is_never_approved)
+        let want = if args[0] == "autosign" {
+            Some(1)
+        } else {
+            Some(0)
+        };
+        assert_eq!(out.status.code(), want, "{args:?}");
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("Example"), "{args:?}: {text}");
         for line in text.lines() {
@@ -126,4 +133,65 @@ fn the_hook_approves_once_and_fails_closed_when_it_cannot_audit() {
         "{line}"
     );
     assert!(!line.contains("s3cret"));
+}
+
+/// The threat: Puppet runs the autosign executable with the CSR's certname as its only argument,
+/// and Puppet accepts certnames that start with `-`. A CSR named like an option of the hook must
+/// never make it exit 0 (Puppet's "sign"): not `--help` (clap's help exits 0 by default), not
+/// `--version`, not a global option that swaps the config. Every such name, through the
+/// documented wrapper's argv (with `--`) and without it, exits non-zero, with a CSR on stdin
+/// that would prove nothing anyway and a config whose registry is empty.
+#[test]
+fn a_certname_that_looks_like_an_option_is_never_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("reg");
+    std::fs::create_dir_all(&reg).unwrap();
+    let cfg = dir.path().join("signer.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "registry: file://{}\naudit_log: {}\n",
+            reg.display(),
+            dir.path().join("audit.jsonl").display()
+        ),
+    )
+    .unwrap();
+    // a permissive-looking second config the attacker might point at
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, format!("registry: file://{}\n", reg.display())).unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let key = craft::rsa_key(2048);
+    let names = [
+        "--help".to_owned(),
+        "-h".to_owned(),
+        "--version".to_owned(),
+        "-V".to_owned(),
+        "-hV".to_owned(),
+        "--output=json".to_owned(),
+        "--config".to_owned(),
+        format!("--config={}", other.display()),
+        format!("-c{}", other.display()),
+        "--".to_owned(),
+        "-".to_owned(),
+        "help".to_owned(),
+    ];
+    for name in &names {
+        let pem = Spec::new(name, "s").build(&key);
+        for with_dashdash in [true, false] {
+            let mut args = vec!["--config", cfg_s, "autosign"];
+            if with_dashdash {
+                args.push("--");
+            }
+            args.push(name);
+            let out = run(&args, &pem);
+            assert_ne!(
+                out.status.code(),
+                Some(0),
+                "certname {name:?} (with `--`: {with_dashdash}) was approved:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.code().is_some(), "killed by a signal: {name:?}");
+        }
+    }
 }

@@ -1226,6 +1226,36 @@ fn a_hostile_certname_is_skipped_and_the_legitimate_ones_are_signed() {
     );
 }
 
+/// The threat row "naming it like an option of the hook" (signer/README.md): the first line of
+/// defence is Puppet Server itself, which (7.9 and 8.7 alike) refuses a certname that starts with
+/// `-` before any autosign executable runs; the hook's own refusal is tested without a server
+/// (signer/tests/cli.rs). If a release ever lets such a name through, this test fails, and the
+/// name must still stay unsigned.
+#[test]
+fn puppet_server_refuses_a_csr_named_like_an_option_of_the_hook() {
+    let e = env();
+    let _g = serial();
+    let key = craft::rsa_key(2048);
+    for name in ["--help", "-h", "--version", "-v"] {
+        let (code, body) = e
+            .server
+            .submit_csr(name, &Spec::new(name, "x").build(&key))
+            .unwrap();
+        assert!(
+            !e.server.has_cert(name).unwrap(),
+            "{name} was signed: {}",
+            e.server.log_tail()
+        );
+        assert_eq!(
+            (code, body.contains("Subject hostname format is invalid")),
+            (400, true),
+            "puppetserver {} accepted a CSR named {name:?} ({code} {body}): the hook alone now \
+             keeps it unsigned",
+            e.server.version
+        );
+    }
+}
+
 /// Benchmark, not a test: `bench/signer.sh` runs it.
 #[test]
 #[ignore = "benchmark; run with bench/signer.sh"]
