@@ -66,28 +66,8 @@ pub fn main() -> ExitCode {
 
 /// The man page and completions, from the same clap definitions `--help` uses.
 fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
-    use anyhow::Context;
     use clap::CommandFactory;
-    use clap_complete::Shell;
-    let dir = &args.out_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut man = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut man)
-        .context("rendering the man page")?;
-    std::fs::write(dir.join("bootcfg.1"), man)
-        .with_context(|| format!("writing {}/bootcfg.1", dir.display()))?;
-    for (shell, file) in [
-        (Shell::Bash, "bootcfg.bash"),
-        (Shell::Zsh, "_bootcfg"),
-        (Shell::Fish, "bootcfg.fish"),
-    ] {
-        let mut out = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "bootcfg", &mut out);
-        std::fs::write(dir.join(file), out)
-            .with_context(|| format!("writing {}/{file}", dir.display()))?;
-    }
-    Ok(())
+    schemas::clidocs::write(Cli::command(), "bootcfg", &args.out_dir)
 }
 
 #[cfg(test)]

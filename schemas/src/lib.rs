@@ -9,8 +9,11 @@
 //! - [`diag`]: located diagnostics (file, line, column, key path, fix) shared by every validator.
 //! - [`pgp`]: OpenPGP armor decoding, public-key checks and fingerprints (no gpg needed).
 //! - [`logging`] (feature `logging`): the one tracing set-up of the three tools (journald priorities).
+//! - [`clidocs`] (feature `clidocs`): a tool's man page and completions, for its Debian package.
 //! - [`registry`] (feature `registry`): where registrations live (`file://` or `s3://`), behind one trait.
 
+#[cfg(feature = "clidocs")]
+pub mod clidocs;
 pub mod conductor_config;
 pub mod config;
 pub mod diag;

@@ -9,7 +9,7 @@
 # [server] autosign = that path); /etc/bootcfg/signer.yaml (a conffile, signs nothing until it is
 # configured); bootcfg-signer-watch.service (`sweep --watch`) and bootcfg-signer-sweep.timer with
 # its oneshot service, neither enabled; /etc/logrotate.d/bootcfg-signer for the audit log.
-# No man page or shell completions: unlike bootcfg, the signer has no command that generates them.
+# The man page and bash/zsh/fish completions, generated from the binary itself (`signer generate`).
 set -euo pipefail
 bin=${1:?usage: build-deb.sh BINARY OUT_DIR}
 out=${2:?usage: build-deb.sh BINARY OUT_DIR}
@@ -31,8 +31,15 @@ arch=$(dpkg --print-architecture)
 stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
 pkg=$stage/pkg
 install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/usr/lib/bootcfg-signer" "$pkg/etc/bootcfg" \
-  "$pkg/etc/logrotate.d" "$pkg/lib/systemd/system" "$pkg/usr/share/doc/bootcfg-signer"
+  "$pkg/etc/logrotate.d" "$pkg/lib/systemd/system" "$pkg/usr/share/doc/bootcfg-signer" \
+  "$pkg/usr/share/man/man1" "$pkg/usr/share/bash-completion/completions" \
+  "$pkg/usr/share/zsh/vendor-completions" "$pkg/usr/share/fish/vendor_completions.d"
 install -m 0755 "$bin" "$pkg/usr/bin/signer"
+"$bin" generate --out-dir "$stage/gen"
+gzip -9n < "$stage/gen/signer.1" > "$pkg/usr/share/man/man1/signer.1.gz"
+install -m 0644 "$stage/gen/signer.bash" "$pkg/usr/share/bash-completion/completions/signer"
+install -m 0644 "$stage/gen/_signer" "$pkg/usr/share/zsh/vendor-completions/_signer"
+install -m 0644 "$stage/gen/signer.fish" "$pkg/usr/share/fish/vendor_completions.d/signer.fish"
 install -m 0755 "$here/autosign" "$pkg/usr/lib/bootcfg-signer/autosign"
 # 0640: readable by the group postinst gives it (the Puppet server's), not by everyone.
 install -m 0640 "$here/signer.yaml" "$pkg/etc/bootcfg/signer.yaml"

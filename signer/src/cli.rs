@@ -84,6 +84,14 @@ pub enum Command {
     /// Validate the config file and print the resolved CA paths.
     #[command(after_help = "Example:\n  signer --config /etc/bootcfg/signer.yaml check-config")]
     CheckConfig,
+    /// Write the man page and shell completions (used to build the Debian package); needs no
+    /// config.
+    #[command(hide = true)]
+    Generate {
+        /// Directory to write `signer.1`, `signer.bash`, `_signer` and `signer.fish` into.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 /// A command line clap did not turn into a command: help or version shown, or a usage error.
@@ -121,6 +129,16 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return parse_failure(&e, std::env::args_os().skip(1)),
     };
+    if let Command::Generate { out_dir } = &cli.command {
+        use clap::CommandFactory;
+        return match schemas::clidocs::write(Cli::command(), "signer", out_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("signer generate: {e:#}");
+                ExitCode::from(exit::CONFIG)
+            }
+        };
+    }
     // The hook's stderr lands in the Puppet Server log at WARN: stay quiet unless asked.
     init_tracing(if matches!(cli.command, Command::Autosign { .. }) {
         "warn"
@@ -180,6 +198,8 @@ pub fn main() -> ExitCode {
                 ExitCode::from(exit::CONFIG)
             }
         },
+        // handled above, before the config is read
+        Command::Generate { .. } => ExitCode::SUCCESS,
     }
 }
 

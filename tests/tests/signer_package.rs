@@ -165,6 +165,19 @@ fn signer_deb_installs_fails_closed_keeps_local_config_and_purges_cleanly() {
             "./usr/share/doc/bootcfg-signer/README.Debian",
             "-rw-r--r-- root/root",
         ),
+        ("./usr/share/man/man1/signer.1.gz", "-rw-r--r-- root/root"),
+        (
+            "./usr/share/bash-completion/completions/signer",
+            "-rw-r--r-- root/root",
+        ),
+        (
+            "./usr/share/zsh/vendor-completions/_signer",
+            "-rw-r--r-- root/root",
+        ),
+        (
+            "./usr/share/fish/vendor_completions.d/signer.fish",
+            "-rw-r--r-- root/root",
+        ),
     ] {
         assert!(
             listing
@@ -327,6 +340,19 @@ fn signer_deb_installs_fails_closed_keeps_local_config_and_purges_cleanly() {
     );
 
     // The binary runs inside the root (its own libraries); the shipped config loads.
+    // the man page documents the subcommands; the completions know them
+    let man = run(&root, &["zcat", "/usr/share/man/man1/signer.1.gz"]);
+    assert!(
+        man.status.success()
+            && man.stdout.contains(".TH signer")
+            && man.stdout.contains("autosign"),
+        "man page:\n{}",
+        man.report()
+    );
+    assert!(
+        root.read_string("usr/share/bash-completion/completions/signer")
+            .contains("check-config")
+    );
     let v = run(&root, &["signer", "--version"]);
     v.assert_ok();
     assert_eq!(
