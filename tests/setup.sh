@@ -40,6 +40,13 @@ else
   echo "all present"
 fi
 
+# debootstrap checks Debian 13's Release files with the trixie keys, which only newer
+# debian-archive-keyring packages of Debian 12 carry.
+if [ ! -e /usr/share/keyrings/debian-archive-trixie-stable.gpg ]; then
+  apt-get update -qq
+  apt-get install -y -qq debian-archive-keyring
+fi
+
 step "moto (python venv)"
 venv=$BOOTCFG_TEST_HOME/venv
 if ! cmp -s "$here/requirements-test.txt" "$venv/requirements-test.txt" 2>/dev/null; then
