@@ -32,6 +32,38 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Builds a workspace binary's Debian package with its own script (`<crate>/dist/build-deb.sh
+/// BINARY OUT_DIR`, which prints the .deb's path) from the already built binary; panics with the
+/// script's output when it fails. `crate_name` is the binary's name and its crate's directory.
+pub fn build_deb(crate_name: &str, out: &std::path::Path) -> PathBuf {
+    crate::rootfs::require_tool("dpkg-deb");
+    let bin = bin(crate_name).unwrap_or_else(|e| panic!("{e:#}"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(crate_name)
+        .join("dist/build-deb.sh");
+    let o = std::process::Command::new(&script)
+        .arg(&bin)
+        .arg(out)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        o.status.success(),
+        "{} failed ({}):\n{}\n{}",
+        script.display(),
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let deb = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    assert!(
+        deb.is_file(),
+        "{} printed {deb:?}, which is not a file",
+        script.display()
+    );
+    deb
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,37 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use testkit::chroot::{self, in_root};
-use testkit::rootfs::{self, Root};
+use testkit::rootfs::Root;
 
 const TIMEOUT: Duration = Duration::from_secs(600);
 const WANTS: &str = "etc/systemd/system/multi-user.target.wants/bootcfg.service";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Builds the .deb with the lead's script; returns its path.
+/// Builds the .deb with the package's script; returns its path.
 fn build_deb(out: &Path) -> PathBuf {
-    rootfs::require_tool("dpkg-deb");
-    let bin = testkit::bins::bin("bootcfg").unwrap_or_else(|e| panic!("{e:#}"));
-    let o = Command::new(repo().join("bootcfg/dist/build-deb.sh"))
-        .arg(&bin)
-        .arg(out)
-        .output()
-        .expect("running build-deb.sh");
-    assert!(
-        o.status.success(),
-        "build-deb.sh failed ({}):\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let deb = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
-    assert!(
-        deb.is_file(),
-        "build-deb.sh printed {deb:?}, which is not a file"
-    );
-    deb
+    testkit::bins::build_deb("bootcfg", out)
 }
 
 #[test]

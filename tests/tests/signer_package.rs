@@ -35,31 +35,9 @@ const WANTS: [&str; 2] = [
 ];
 const UUID: &str = "0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// Builds the .deb with the package's script; returns its path.
 fn build_deb(out: &Path) -> PathBuf {
-    rootfs::require_tool("dpkg-deb");
-    let bin = testkit::bins::bin("signer").unwrap_or_else(|e| panic!("{e:#}"));
-    let o = Command::new(repo().join("signer/dist/build-deb.sh"))
-        .arg(&bin)
-        .arg(out)
-        .output()
-        .expect("running signer/dist/build-deb.sh");
-    assert!(
-        o.status.success(),
-        "build-deb.sh failed ({}):\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let deb = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
-    assert!(
-        deb.is_file(),
-        "build-deb.sh printed {deb:?}, which is not a file"
-    );
+    let deb = testkit::bins::build_deb("signer", out);
     assert!(
         deb.file_name()
             .unwrap()

@@ -1062,18 +1062,6 @@ mod tests {
         );
     }
 
-    fn os_root(os_release: &str) -> (tempfile::TempDir, Ctx) {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("etc/apt/sources.list.d")).unwrap();
-        std::fs::write(d.path().join("etc/os-release"), os_release).unwrap();
-        let ctx = Ctx::new(
-            crate::rootfs::Root::new(d.path()).unwrap(),
-            "i-0abc",
-            "web-1.example.com",
-        );
-        (d, ctx)
-    }
-
     fn mirrors_ud() -> UserData {
         let mut ud = UserData::default();
         ud.apt.preserve_sources_list = false;
@@ -1095,7 +1083,7 @@ mod tests {
     /// test compares the whole file byte for byte).
     #[test]
     fn debian_13_default_main_list_is_deb822_in_debian_sources() {
-        let (d, ctx) = os_root("ID=debian\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\n");
+        let (d, ctx) = root_of("ID=debian\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\n");
         std::fs::write(
             d.path().join("etc/apt/sources.list"),
             "deb http://old/ trixie main\n",
@@ -1143,7 +1131,7 @@ mod tests {
     /// security without a key falls back to the primary's.
     #[test]
     fn deb822_main_list_signed_by_the_mirror_key() {
-        let (d, ctx) = os_root("ID=debian\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\n");
+        let (d, ctx) = root_of("ID=debian\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\n");
         let mut ud = mirrors_ud();
         ud.apt.primary[0].key = Some(KeySource::Armored(
             include_str!("../../tests/fixtures/repo-key.asc").into(),
@@ -1166,7 +1154,7 @@ mod tests {
     /// main list in debian.sources; then deb822 there, not a second list beside it.
     #[test]
     fn debian_12_main_list_follows_the_image() {
-        let (d, ctx) = os_root("ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n");
+        let (d, ctx) = root_of("ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n");
         assert!(!deb822_main_list(&ctx));
         let acts = AptSources
             .plan(&mirrors_ud(), &ctx, &mut PlanState::default())
@@ -1182,7 +1170,7 @@ mod tests {
                 .exists()
         );
 
-        let (d, ctx) = os_root("ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n");
+        let (d, ctx) = root_of("ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n");
         std::fs::write(
             d.path().join("etc/apt/sources.list.d/debian.sources"),
             "Types: deb\n",
@@ -1211,7 +1199,7 @@ mod tests {
             ("ID=ubuntu\nVERSION_ID=\"24.04\"\n", true),
             ("ID=ubuntu\nVERSION_ID=\"25.10\"\n", true),
         ] {
-            let (_d, ctx) = os_root(osr);
+            let (_d, ctx) = root_of(osr);
             assert_eq!(deb822_main_list(&ctx), want, "{osr}");
         }
     }

@@ -177,13 +177,14 @@ pub(crate) mod testutil {
 
     /// A temp root with a Debian bookworm os-release.
     pub fn root() -> (tempfile::TempDir, Ctx) {
+        root_of("ID=debian\nVERSION_CODENAME=bookworm\n")
+    }
+
+    /// A temp root with this os-release (and an empty /etc/apt/sources.list.d).
+    pub fn root_of(os_release: &str) -> (tempfile::TempDir, Ctx) {
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("etc")).unwrap();
-        std::fs::write(
-            d.path().join("etc/os-release"),
-            "ID=debian\nVERSION_CODENAME=bookworm\n",
-        )
-        .unwrap();
+        std::fs::create_dir_all(d.path().join("etc/apt/sources.list.d")).unwrap();
+        std::fs::write(d.path().join("etc/os-release"), os_release).unwrap();
         let ctx = Ctx::new(Root::new(d.path()).unwrap(), "i-0abc", "web-1.example.com");
         (d, ctx)
     }

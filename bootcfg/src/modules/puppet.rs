@@ -586,14 +586,7 @@ mod tests {
     #[test]
     fn the_puppet_package_follows_the_release() {
         let first = |os_release: &str| {
-            let d = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(d.path().join("etc")).unwrap();
-            std::fs::write(d.path().join("etc/os-release"), os_release).unwrap();
-            let ctx = Ctx::new(
-                crate::rootfs::Root::new(d.path()).unwrap(),
-                "i-0abc",
-                "web-1.example.com",
-            );
+            let (_d, ctx) = root_of(os_release);
             let mut ud = ud();
             ud.puppet.as_mut().unwrap().install = true;
             let acts = Puppet.plan(&ud, &ctx, &mut PlanState::default()).unwrap();
