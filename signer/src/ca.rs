@@ -430,10 +430,13 @@ pub fn check_plain_name(name: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         || name.starts_with('.')
+        // an argument of `puppetserver ca … --certname NAME`: never one that reads as an option
+        // (Puppet Server refuses such certnames at submission anyway)
+        || name.starts_with('-')
         || name.len() > 255
     {
         return Err(format!(
-            "CA listed a certname `{}` that is not a plain name (letters, digits, `-`, `_`, `.`)",
+            "CA listed a certname `{}` that is not a plain name (letters, digits, `-`, `_`, `.`; not starting with `.` or `-`)",
             shown_name(name)
         ));
     }
@@ -900,6 +903,30 @@ pub fn run(mut cmd: Command, limit: Duration) -> Result<std::process::Output> {
 
 #[cfg(test)]
 mod tests {
+    /// The neighbour of the hook's option-like certnames: the sweep's CLI method puts the name
+    /// after `--certname` in `puppetserver ca sign`, so one that starts with `-` is refused
+    /// before any command or URL is built.
+    #[test]
+    fn a_name_that_reads_as_an_option_is_not_plain() {
+        for bad in [
+            "--help",
+            "-h",
+            "--config=/x",
+            "-",
+            "..",
+            ".x",
+            "a/b",
+            "a b",
+            "",
+        ] {
+            assert!(super::check_plain_name(bad).is_err(), "{bad:?}");
+            assert!(super::url_segment(bad).is_err(), "{bad:?}");
+        }
+        for good in ["web-1", "0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11", "a.b_c"] {
+            assert!(super::check_plain_name(good).is_ok(), "{good:?}");
+        }
+    }
+
     use super::*;
 
     fn sh(script: &str) -> Command {
