@@ -221,6 +221,91 @@ async fn suite(reg: Arc<dyn Registry>) {
         reg.claim_instance(&iid, "../x").await.is_err(),
         "{loc}: bad certname"
     );
+
+    retirements(reg.as_ref()).await;
+}
+
+/// Retirements (`conductor reap`, the sweep): create-only, never twice, updated only by
+/// compare-and-swap, listed sorted, names checked before they become keys.
+async fn retirements(reg: &dyn Registry) {
+    use schemas::retirement::{Cleaning, Retirement};
+    let loc = reg.location();
+    assert!(reg.list_retired().await.unwrap().is_empty(), "{loc}");
+    let (a, member) = (name(), "web-i-0123456789abcdef0".to_owned());
+    let r = Retirement::new(
+        &a,
+        "i-0123456789abcdef1",
+        None,
+        "EC2 reports i-0123456789abcdef1 terminated",
+        "suite@test",
+        Utc::now(),
+    );
+    assert!(reg.retire(&r).await.unwrap(), "{loc}: first retirement");
+    let mut other = r.clone();
+    other.reason = "overwritten".into();
+    assert!(
+        !reg.retire(&other).await.unwrap(),
+        "{loc}: retired once only"
+    );
+    let (got, v1) = reg.get_retirement(&a).await.unwrap().unwrap();
+    assert_eq!(got, r, "{loc}: the first record stays");
+    let m = Retirement::new(
+        &member,
+        "i-0123456789abcdef0",
+        Some("web"),
+        "EC2 reports i-0123456789abcdef0 terminated",
+        "suite@test",
+        Utc::now(),
+    );
+    assert!(reg.retire(&m).await.unwrap(), "{loc}: a group member");
+    let mut expected = vec![a.clone(), member.clone()];
+    expected.sort();
+    assert_eq!(reg.list_retired().await.unwrap(), expected, "{loc}");
+    assert!(
+        reg.list().await.unwrap().is_empty(),
+        "{loc}: not registrations"
+    );
+
+    let mut cleaned = got.clone();
+    cleaned.cleaned = Some(Cleaning {
+        at: Utc::now(),
+        by: "sweep@ca".into(),
+        revoked_serial: Some("1f".into()),
+    });
+    let v2 = reg.update_retirement(&cleaned, &v1).await.unwrap();
+    assert_ne!(v1, v2, "{loc}");
+    assert!(
+        matches!(
+            reg.update_retirement(&cleaned, &v1).await,
+            Err(RegistryError::Conflict(_))
+        ),
+        "{loc}: a stale version is refused"
+    );
+    assert_eq!(
+        reg.get_retirement(&a).await.unwrap().unwrap(),
+        (cleaned, v2)
+    );
+    assert!(
+        reg.get_retirement(&name()).await.unwrap().is_none(),
+        "{loc}"
+    );
+
+    for bad in ["../escape", "web", "Web-i-0123456789abcdef0", ""] {
+        assert!(
+            reg.get_retirement(bad).await.is_err(),
+            "{loc}: get({bad:?})"
+        );
+        let mut r = r.clone();
+        r.certname = bad.to_owned();
+        assert!(reg.retire(&r).await.is_err(), "{loc}: retire({bad:?})");
+    }
+    let mut mismatched = m.clone();
+    mismatched.instance_id = "i-0123456789abcdef2".into();
+    mismatched.certname = "db-i-0123456789abcdef0".into();
+    assert!(
+        reg.retire(&mismatched).await.is_err(),
+        "{loc}: a member's certname must name its instance"
+    );
 }
 
 /// `record(name)` has fresh timestamps; compare everything else.

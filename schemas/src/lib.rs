@@ -3,6 +3,8 @@
 //! - [`userdata`]: cloud-config user-data (both cloud-init's `apt:` form and the older top-level keys),
 //!   its decoding (base64, gzip, MIME multipart) and validation, normalised into one model.
 //! - [`registration`]: the versioned registration record the conductor writes and the signer consumes.
+//! - [`retirement`]: the record that a certname's instance is gone, so the signer never signs it
+//!   again and the sweep revokes its certificate.
 //! - [`group`]: enrollment groups (Auto Scaling, launch templates), their members and certname scheme.
 //! - [`conductor_config`], [`signer_config`]: the two YAML configuration files.
 //! - [`oids`]: the one table of Puppet and bootcfg certificate OIDs, and the extension policy.
@@ -25,5 +27,6 @@ pub mod pgp;
 pub mod registration;
 #[cfg(feature = "registry")]
 pub mod registry;
+pub mod retirement;
 pub mod signer_config;
 pub mod userdata;

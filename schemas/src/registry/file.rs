@@ -11,10 +11,11 @@
 
 use super::{
     Registry, RegistryError, Version, checked, checked_group, checked_holder, checked_instance,
-    valid_group, valid_member,
+    checked_retired, valid_group, valid_member, valid_retirement,
 };
 use crate::group::{EnrollmentGroup, Member};
 use crate::registration::{Registration, check_certname, sha256_hex};
+use crate::retirement::Retirement;
 use async_trait::async_trait;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -380,21 +381,36 @@ impl FileRegistry {
         self.private_dir(&self.groups_dir())?;
         let _lock = self.lock(&self.groups_dir())?;
         let path = self.group_path(&group.name);
-        let Some(current) = self.read_optional(&path)? else {
-            return Err(RegistryError::NotFound(format!("group {}", group.name)));
+        self.replace_if(&path, &group.name, expected, &group.to_json())?
+            .map_err(|cas| match cas {
+                Cas::Missing => RegistryError::NotFound(format!("group {}", group.name)),
+                Cas::Conflict => RegistryError::GroupConflict(group.name.clone()),
+            })
+    }
+
+    /// Under the caller's lock: replace `path` with `bytes` if its current bytes are at
+    /// `expected` (temp file, rename, fsync the directory).
+    fn replace_if(
+        &self,
+        path: &Path,
+        label: &str,
+        expected: &Version,
+        bytes: &[u8],
+    ) -> Result<Result<Version, Cas>, RegistryError> {
+        let Some(current) = self.read_optional(path)? else {
+            return Ok(Err(Cas::Missing));
         };
         if sha256_hex(&current) != expected.0 {
-            return Err(RegistryError::GroupConflict(group.name.clone()));
+            return Ok(Err(Cas::Conflict));
         }
-        let dir = path.parent().expect("group file has a directory");
-        let bytes = group.to_json();
-        let tmp = self.write_temp(dir, &group.name, &bytes)?;
-        if let Err(e) = fs::rename(&tmp, &path) {
+        let dir = path.parent().expect("a registry file has a directory");
+        let tmp = self.write_temp(dir, label, bytes)?;
+        if let Err(e) = fs::rename(&tmp, path) {
             let _ = fs::remove_file(&tmp);
-            return Err(self.io_err("replacing", &path, e));
+            return Err(self.io_err("replacing", path, e));
         }
         fsync_dir(dir).map_err(|e| self.io_err("syncing", dir, e))?;
-        Ok(Version(sha256_hex(&bytes)))
+        Ok(Ok(Version(sha256_hex(bytes))))
     }
 
     fn list_groups_blocking(&self) -> Result<Vec<String>, RegistryError> {
@@ -474,6 +490,78 @@ impl FileRegistry {
             })
     }
 
+    fn retired_dir(&self) -> PathBuf {
+        self.dir.join("retired")
+    }
+
+    fn retired_path(&self, certname: &str) -> PathBuf {
+        self.retired_dir().join(format!("{certname}.json"))
+    }
+
+    fn retire_blocking(&self, r: &Retirement) -> Result<bool, RegistryError> {
+        valid_retirement(self, r)?;
+        self.ensure_base()?;
+        self.private_dir(&self.retired_dir())?;
+        self.create_file(&self.retired_path(&r.certname), &r.certname, &r.to_json())
+    }
+
+    fn get_retirement_blocking(
+        &self,
+        certname: &str,
+    ) -> Result<Option<(Retirement, Version)>, RegistryError> {
+        checked_retired(self, certname)?;
+        let path = self.retired_path(certname);
+        let Some(bytes) = self.read_optional(&path)? else {
+            return Ok(None);
+        };
+        let r = Retirement::from_json(certname, &bytes).map_err(|e| RegistryError::Corrupt {
+            location: self.loc(),
+            key: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some((r, Version(sha256_hex(&bytes)))))
+    }
+
+    fn update_retirement_blocking(
+        &self,
+        r: &Retirement,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        valid_retirement(self, r)?;
+        self.ensure_base()?;
+        let dir = self.retired_dir();
+        self.private_dir(&dir)?;
+        let _lock = self.lock(&dir)?;
+        let path = self.retired_path(&r.certname);
+        self.replace_if(&path, &r.certname, expected, &r.to_json())?
+            .map_err(|cas| match cas {
+                Cas::Missing => RegistryError::NotFound(format!("retirement {}", r.certname)),
+                Cas::Conflict => RegistryError::Conflict(r.certname.clone()),
+            })
+    }
+
+    fn list_retired_blocking(&self) -> Result<Vec<String>, RegistryError> {
+        self.ensure_base()?;
+        let dir = self.retired_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io_err("listing", &dir, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_err("listing", &dir, e))?;
+            let name = entry.file_name();
+            if let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".json"))
+                && crate::retirement::check_retired_certname(n).is_ok()
+            {
+                names.push(n.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     fn exposure_blocking(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         for dir in [self.dir.clone(), self.regdir()] {
@@ -491,6 +579,12 @@ impl FileRegistry {
         }
         warnings
     }
+}
+
+/// Why a compare-and-swap wrote nothing.
+enum Cas {
+    Missing,
+    Conflict,
 }
 
 /// A slot number as written in a key: decimal, no leading zeros.
@@ -601,6 +695,32 @@ impl Registry for FileRegistry {
     async fn get_member(&self, group: &str, slot: u32) -> Result<Option<Member>, RegistryError> {
         let group = group.to_owned();
         blocking(self, move |r| r.get_member_blocking(&group, slot)).await
+    }
+
+    async fn retire(&self, retirement: &Retirement) -> Result<bool, RegistryError> {
+        let r = retirement.clone();
+        blocking(self, move |reg| reg.retire_blocking(&r)).await
+    }
+
+    async fn get_retirement(
+        &self,
+        certname: &str,
+    ) -> Result<Option<(Retirement, Version)>, RegistryError> {
+        let c = certname.to_owned();
+        blocking(self, move |reg| reg.get_retirement_blocking(&c)).await
+    }
+
+    async fn update_retirement(
+        &self,
+        retirement: &Retirement,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        let (r, v) = (retirement.clone(), expected.clone());
+        blocking(self, move |reg| reg.update_retirement_blocking(&r, &v)).await
+    }
+
+    async fn list_retired(&self) -> Result<Vec<String>, RegistryError> {
+        blocking(self, |reg| reg.list_retired_blocking()).await
     }
 
     async fn exposure_warnings(&self) -> Vec<String> {

@@ -15,7 +15,9 @@
 //! `<dir>/instances/<instance-id>`, holding the certname (or a group member's
 //! [`crate::group::claim_holder`]); enrollment groups at `groups/<name>/group.json` (create-only,
 //! revoked by compare-and-swap) and their members at `groups/<name>/slots/<n>.json`
-//! (create-only; see [`crate::group`] for the order of the signer's writes).
+//! (create-only; see [`crate::group`] for the order of the signer's writes); retirements (written
+//! by `conductor reap`, see [`crate::retirement`]) at `retired/<certname>.json` (create-only,
+//! changed only by the sweep's compare-and-swap that records the cleaning).
 //!
 //! Open one with [`open`]: `s3://bucket[/prefix]` or `file:///absolute/dir`. The bucket or the
 //! directory must exist already (a missing one is [`RegistryError::NoSuchBucket`] on first use, so
@@ -39,6 +41,7 @@ pub use s3::S3Registry;
 
 use crate::group::{EnrollmentGroup, Member};
 use crate::registration::Registration;
+use crate::retirement::Retirement;
 use async_trait::async_trait;
 
 pub use crate::config::RegistryLocation as Location;
@@ -162,6 +165,24 @@ pub trait Registry: Send + Sync {
     async fn list_slots(&self, group: &str) -> Result<Vec<u32>, RegistryError>;
     /// One member record; `Ok(None)` when the slot is free.
     async fn get_member(&self, group: &str, slot: u32) -> Result<Option<Member>, RegistryError>;
+    /// Create-only write of a retirement (validated first): `Ok(true)` when this call wrote it,
+    /// `Ok(false)` when the certname was retired already. A retirement is never removed.
+    async fn retire(&self, retirement: &Retirement) -> Result<bool, RegistryError>;
+    /// Read one retirement and its version; `Ok(None)` if the certname is not retired. A stored
+    /// record that fails validation is `Err(Corrupt)` (callers refuse to sign on any `Err`).
+    async fn get_retirement(
+        &self,
+        certname: &str,
+    ) -> Result<Option<(Retirement, Version)>, RegistryError>;
+    /// Replace a retirement only if it is still at `expected` (`Err(Conflict)` otherwise): the
+    /// sweep records the cleaning with it.
+    async fn update_retirement(
+        &self,
+        retirement: &Retirement,
+        expected: &Version,
+    ) -> Result<Version, RegistryError>;
+    /// Every retired certname, sorted.
+    async fn list_retired(&self) -> Result<Vec<String>, RegistryError>;
     /// Ways in which this registry is exposed to people who should not read it (a bucket that
     /// can be read publicly, a world-readable directory), each a sentence with the fix. Checking
     /// is best-effort: a check the backend or the credentials cannot do is skipped (and logged
@@ -230,6 +251,22 @@ fn valid_member(registry: &dyn Registry, member: &Member) -> Result<(), Registry
             location: registry.location(),
             reason: format!("member of `{}`: {e}", member.group),
         })
+}
+
+/// Refuse a retirement that breaks the rules (or names a certname that could not be a key).
+fn valid_retirement(registry: &dyn Registry, r: &Retirement) -> Result<(), RegistryError> {
+    r.validate().map_err(|reason| RegistryError::Other {
+        location: registry.location(),
+        reason: format!("retirement of `{}`: {reason}", r.certname),
+    })
+}
+
+/// Refuse names that can be neither a registration's nor a member's certname.
+fn checked_retired(registry: &dyn Registry, certname: &str) -> Result<(), RegistryError> {
+    crate::retirement::check_retired_certname(certname).map_err(|reason| RegistryError::Other {
+        location: registry.location(),
+        reason,
+    })
 }
 
 /// Refuse certnames that are not lowercase UUIDs before they become keys or file names.

@@ -6,10 +6,11 @@
 
 use super::{
     Registry, RegistryError, RegistryOptions, Version, aws, checked, checked_group, checked_holder,
-    checked_instance, valid_group, valid_member,
+    checked_instance, checked_retired, valid_group, valid_member, valid_retirement,
 };
 use crate::group::{EnrollmentGroup, Member};
 use crate::registration::{Registration, check_certname};
+use crate::retirement::Retirement;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -109,6 +110,15 @@ impl S3Registry {
             "groups/".to_owned()
         } else {
             format!("{}/groups/", self.prefix)
+        }
+    }
+
+    /// `<prefix>/retired/`.
+    fn retired_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            "retired/".to_owned()
+        } else {
+            format!("{}/retired/", self.prefix)
         }
     }
 
@@ -592,6 +602,68 @@ impl Registry for S3Registry {
                 key,
                 reason: e.to_string(),
             })
+    }
+
+    async fn retire(&self, retirement: &Retirement) -> Result<bool, RegistryError> {
+        valid_retirement(self, retirement)?;
+        let key = format!("{}{}.json", self.retired_prefix(), retirement.certname);
+        Ok(self
+            .put_new(&key, "application/json", retirement.to_json())
+            .await?
+            .is_some())
+    }
+
+    async fn get_retirement(
+        &self,
+        certname: &str,
+    ) -> Result<Option<(Retirement, Version)>, RegistryError> {
+        checked_retired(self, certname)?;
+        let key = format!("{}{certname}.json", self.retired_prefix());
+        let Some((bytes, tag)) = self.get_bytes(&key).await? else {
+            return Ok(None);
+        };
+        let version = etag(self, certname, (!tag.is_empty()).then_some(&tag))?;
+        let r = Retirement::from_json(certname, &bytes).map_err(|e| RegistryError::Corrupt {
+            location: self.loc(),
+            key,
+            reason: e.to_string(),
+        })?;
+        Ok(Some((r, version)))
+    }
+
+    async fn update_retirement(
+        &self,
+        retirement: &Retirement,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        valid_retirement(self, retirement)?;
+        let name = &retirement.certname;
+        let key = format!("{}{name}.json", self.retired_prefix());
+        match self
+            .put_if_match(&key, retirement.to_json(), expected)
+            .await?
+        {
+            Ok(tag) => etag(self, name, tag.as_deref()),
+            Err(Cas::Missing) => Err(RegistryError::NotFound(format!("retirement {name}"))),
+            Err(Cas::Conflict) => Err(RegistryError::Conflict(name.clone())),
+        }
+    }
+
+    async fn list_retired(&self) -> Result<Vec<String>, RegistryError> {
+        let prefix = self.retired_prefix();
+        let mut names: Vec<String> = self
+            .list_keys(&prefix, None)
+            .await?
+            .iter()
+            .filter_map(|k| {
+                let n = k.strip_prefix(&prefix)?.strip_suffix(".json")?;
+                crate::retirement::check_retired_certname(n)
+                    .is_ok()
+                    .then(|| n.to_owned())
+            })
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     async fn exposure_warnings(&self) -> Vec<String> {
