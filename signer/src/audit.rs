@@ -32,6 +32,12 @@ pub enum Outcome {
     /// and the signing; or it could not be read back). It is revoked at once; the reason says
     /// whether revoking worked.
     Incident,
+    /// Sweep: the certname is retired (its instance terminated); its certificate was revoked
+    /// and whatever the CA held under the name removed.
+    Revoked,
+    /// Sweep --dry-run: the certname is retired and the CA holds something under it that a
+    /// sweep would revoke and remove.
+    WouldRevoke,
 }
 
 /// One audit line.

@@ -61,6 +61,17 @@ pub enum SignOutcome {
     Gone,
 }
 
+/// What [`Ca::clean`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// The serial of the certificate it revoked (lowercase hex, no leading zeros), if the CA held
+    /// a signed one.
+    pub revoked_serial: Option<String>,
+    /// The CA held something under the name (a certificate, revoked or not, or a request) and
+    /// it is gone now.
+    pub removed: bool,
+}
+
 /// A Puppet CA.
 #[async_trait]
 pub trait Ca: Send + Sync {
@@ -91,6 +102,12 @@ pub trait Ca: Send + Sync {
             "{} cannot revoke the certificate of {name}",
             self.describe()
         )
+    }
+    /// For a retired certname: revoke its certificate (so the CRL lists the serial) and remove
+    /// whatever the CA holds under the name, certificate or pending request. Nothing held is
+    /// `Ok(Cleaned::default())`.
+    async fn clean(&self, name: &str) -> Result<Cleaned> {
+        bail!("{} cannot clean {name}", self.describe())
     }
 }
 
@@ -581,6 +598,34 @@ impl Ca for ApiCa {
         }
     }
 
+    async fn clean(&self, name: &str) -> Result<Cleaned> {
+        let (url, status) = self.status(name).await?;
+        let Some(status) = status else {
+            return Ok(Cleaned::default());
+        };
+        let revoked_serial = match status["state"].as_str() {
+            Some("signed") => {
+                let serial = match &status["serial_number"] {
+                    serde_json::Value::Number(n) if n.as_u64().is_some() => {
+                        format!("{:x}", n.as_u64().unwrap_or_default())
+                    }
+                    other => other.to_string(),
+                };
+                if !self.revoke(name).await? {
+                    bail!("CA {url} shows a signed certificate but refused to revoke it");
+                }
+                Some(serial)
+            }
+            Some("revoked" | "requested") => None,
+            other => bail!("CA {url} reports an unknown state {other:?}"),
+        };
+        self.delete_status(&url).await?;
+        Ok(Cleaned {
+            revoked_serial,
+            removed: true,
+        })
+    }
+
     async fn sign(&self, name: &str) -> Result<SignOutcome> {
         let (url, status, body) = self.put_state(name, "signed").await?;
         match status.as_u16() {
@@ -654,9 +699,15 @@ impl ApiCa {
         if status.is_none_or(|s| s["state"] != "requested") {
             return Ok(false);
         }
+        self.delete_status(&url).await
+    }
+
+    /// `DELETE <url>` (a `certificate_status/<name>` URL): `Ok(false)` when the CA already held
+    /// nothing (404).
+    async fn delete_status(&self, url: &str) -> Result<bool> {
         let resp = self
             .client
-            .delete(&url)
+            .delete(url)
             .send()
             .await
             .with_context(|| format!("CA {url} is unreachable"))?;
@@ -798,6 +849,31 @@ impl Ca for CliCa {
                 output_text(&out)
             )
         }
+    }
+
+    async fn clean(&self, name: &str) -> Result<Cleaned> {
+        let cert = self.cert_path(name).await?;
+        let revoked_serial = match std::fs::read(&cert) {
+            Ok(pem) => {
+                let serial = openssl::x509::X509::from_pem(&pem)
+                    .ok()
+                    .and_then(|c| c.serial_number().to_bn().ok())
+                    .and_then(|n| n.to_hex_str().ok())
+                    .map(|h| h.to_ascii_lowercase().trim_start_matches('0').to_owned());
+                let out = self.ca_command("clean", name).await?;
+                if !out.status.success() {
+                    bail!("puppetserver ca clean {name} failed: {}", output_text(&out));
+                }
+                serial.or_else(|| Some("unknown".into()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", cert.display())),
+        };
+        let request = self.remove_request(name).await?;
+        Ok(Cleaned {
+            removed: revoked_serial.is_some() || request,
+            revoked_serial,
+        })
     }
 
     async fn remove_request(&self, name: &str) -> Result<bool> {

@@ -66,9 +66,10 @@ pub enum Command {
         /// The certname Puppet asks about (its only argument to the executable).
         certname: String,
     },
-    /// Decide every pending CSR through the CA API (or CLI) and sign the approved ones.
+    /// Decide every pending CSR through the CA API (or CLI) and sign the approved ones; revoke
+    /// and remove the certificates of retired certnames (`conductor reap`).
     #[command(
-        after_help = "Examples:\n  signer sweep --dry-run --output json\n  signer sweep --watch --interval 5s"
+        after_help = "Examples:\n  signer sweep --dry-run --output json\n  signer sweep --watch --interval 5s\n\nA retired certname (its instance terminated, see `conductor reap`) is never signed again; each\nsweep revokes its certificate, so the CRL lists the serial, and removes it and any request under\nthe name (audit decision `revoked`; `would_revoke` with --dry-run)."
     )]
     Sweep {
         /// Report decisions, sign nothing, consume nothing.
@@ -268,7 +269,7 @@ fn print_report(r: &Report, output: Output) {
                 );
             }
             println!(
-                "pending {}, signed {}, would sign {}, rejected {}, evicted {}, skipped {}, incidents {}, errors {}",
+                "pending {}, signed {}, would sign {}, rejected {}, evicted {}, skipped {}, incidents {}, errors {}, retired revoked {}, would revoke {}",
                 r.pending,
                 r.signed,
                 r.would_sign,
@@ -276,7 +277,9 @@ fn print_report(r: &Report, output: Output) {
                 r.evicted,
                 r.skipped,
                 r.incidents,
-                r.errors
+                r.errors,
+                r.revoked,
+                r.would_revoke
             );
         }
     }

@@ -71,6 +71,8 @@ pub enum Check {
     /// Enrollment groups: the group named by the CSR is missing, revoked, expired or full, or
     /// group enrollment is off.
     Group,
+    /// The certname is retired: `conductor reap` found its instance terminated. Never signed again.
+    Retired,
     Consume,
     Ca,
 }
@@ -222,6 +224,10 @@ impl Decider<'_> {
             }
         };
         ev.csr_sha256.clone_from(&csr.sha256);
+        if let Some(r) = self.retired(certname).await? {
+            ev.verdict = Err(r);
+            return Ok(ev);
+        }
         if !csr.group.is_empty() {
             ev.verdict = self.evaluate_group(&csr, certname, now).await?;
             return Ok(ev);
@@ -471,7 +477,44 @@ impl Decider<'_> {
     /// Check 7: mark the registration consumed by this CSR with a compare-and-swap. A `Conflict`
     /// (someone else wrote it since we read it) or `NotFound` is a rejection; other registry errors
     /// are infrastructure failures.
+    /// A refusal if `certname` is retired (`Err` when the registry cannot say: fail closed).
+    async fn retired(&self, certname: &str) -> Result<Option<Rejection>, DecideError> {
+        Ok(self
+            .bounded(self.registry.get_retirement(certname))
+            .await?
+            .map(|(r, _)| Rejection {
+                check: Check::Retired,
+                reason: format!(
+                    "certname retired at {} by {} ({}); a retired certname is never signed again",
+                    r.retired_at.to_rfc3339(),
+                    r.retired_by,
+                    r.reason
+                ),
+            }))
+    }
+
+    /// Consume what the approval rests on, then make sure the certname was not retired
+    /// meanwhile (a `conductor reap` racing the decision): the last check before signing.
     pub async fn consume(
+        &self,
+        approval: &Approval,
+        csr_sha256: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Version, Rejection>, DecideError> {
+        let certname = match &approval.basis {
+            Basis::Registration { registration, .. } => registration.certname.as_str(),
+            Basis::Group(join) => join.certname.as_str(),
+        };
+        let done = self.consume_basis(approval, csr_sha256, now).await?;
+        if done.is_ok()
+            && let Some(r) = self.retired(certname).await?
+        {
+            return Ok(Err(r));
+        }
+        Ok(done)
+    }
+
+    async fn consume_basis(
         &self,
         approval: &Approval,
         csr_sha256: &str,
@@ -1472,6 +1515,55 @@ mod tests {
             Check::Consume
         );
 
+        mem.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(d.evaluate(CN, &pem, Mode::Hook, now()).await.is_err());
+    }
+
+    /// `conductor reap` retired the certname: refused at evaluation, and refused at the last
+    /// check when the retirement lands between the decision and the signing (the consumption is
+    /// spent, nothing is signed). A registry that cannot say is an error: fail closed.
+    #[tokio::test]
+    async fn a_retired_certname_is_refused_before_and_after_consuming() {
+        use schemas::retirement::Retirement;
+        let mem = MemRegistry::default();
+        mem.create(&registration()).await.unwrap();
+        let policy = Policy::default();
+        let d = Decider {
+            trust: builtin_trust(),
+            registry: &mem,
+            policy: &policy,
+            registry_deadline: Duration::from_secs(1),
+            retry_grace: chrono::Duration::zero(),
+            membership: None,
+            who: "a".into(),
+        };
+        let pem = good().build(key());
+        let ev = d.evaluate(CN, &pem, Mode::Hook, now()).await.unwrap();
+        let approval = ev.verdict.unwrap();
+        let retirement = Retirement::new(
+            CN,
+            IID,
+            None,
+            &format!("EC2 reports {IID} terminated"),
+            "ops@ws",
+            now(),
+        );
+        assert!(mem.retire(&retirement).await.unwrap());
+        let r = d
+            .consume(&approval, &ev.csr_sha256, now())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(r.check, Check::Retired, "{r:?}");
+        assert!(r.reason.contains("never signed again"), "{r:?}");
+        for mode in [Mode::Hook, Mode::Sweep] {
+            let ev = d.evaluate(CN, &pem, mode, now()).await.unwrap();
+            assert_eq!(ev.verdict.unwrap_err().check, Check::Retired);
+        }
+        assert!(
+            !mem.retire(&retirement).await.unwrap(),
+            "retired once, never twice"
+        );
         mem.down.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(d.evaluate(CN, &pem, Mode::Hook, now()).await.is_err());
     }

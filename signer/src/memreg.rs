@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use schemas::group::{EnrollmentGroup, Member};
 use schemas::registration::Registration;
 use schemas::registry::{Registry, RegistryError, Version};
+use schemas::retirement::Retirement;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +21,8 @@ pub struct MemRegistry {
     pub slots: Mutex<BTreeMap<(String, u32), Member>>,
     /// When set, `take_slot` fails with `Unreachable` (a crash between the claim and the slot).
     pub slots_down: AtomicBool,
+    /// Retirements: certname → (record, version).
+    pub retired: Mutex<BTreeMap<String, (Retirement, u64)>>,
     next: AtomicU64,
     /// When set, every call fails with `Unreachable`.
     pub down: AtomicBool,
@@ -204,5 +207,56 @@ impl Registry for MemRegistry {
             .entry(instance_id.to_owned())
             .or_insert_with(|| certname.to_owned())
             .clone())
+    }
+    async fn retire(&self, retirement: &Retirement) -> Result<bool, RegistryError> {
+        self.up()?;
+        retirement
+            .validate()
+            .map_err(|reason| RegistryError::Other {
+                location: self.location(),
+                reason,
+            })?;
+        let v = self.version();
+        let mut m = self.retired.lock().expect("lock");
+        if m.contains_key(&retirement.certname) {
+            return Ok(false);
+        }
+        m.insert(retirement.certname.clone(), (retirement.clone(), v));
+        Ok(true)
+    }
+    async fn get_retirement(
+        &self,
+        certname: &str,
+    ) -> Result<Option<(Retirement, Version)>, RegistryError> {
+        self.up()?;
+        Ok(self
+            .retired
+            .lock()
+            .expect("lock")
+            .get(certname)
+            .map(|(r, v)| (r.clone(), Version(v.to_string()))))
+    }
+    async fn update_retirement(
+        &self,
+        retirement: &Retirement,
+        expected: &Version,
+    ) -> Result<Version, RegistryError> {
+        self.up()?;
+        let v = self.version();
+        let mut m = self.retired.lock().expect("lock");
+        match m.get_mut(&retirement.certname) {
+            None => Err(RegistryError::NotFound(retirement.certname.clone())),
+            Some((_, cur)) if cur.to_string() != expected.0 => {
+                Err(RegistryError::Conflict(retirement.certname.clone()))
+            }
+            Some(slot) => {
+                *slot = (retirement.clone(), v);
+                Ok(Version(v.to_string()))
+            }
+        }
+    }
+    async fn list_retired(&self) -> Result<Vec<String>, RegistryError> {
+        self.up()?;
+        Ok(self.retired.lock().expect("lock").keys().cloned().collect())
     }
 }

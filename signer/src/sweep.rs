@@ -55,6 +55,11 @@ pub struct Report {
     pub skipped: usize,
     /// Certificates issued for something other than the checked CSR, revoked at once.
     pub incidents: usize,
+    /// Retired certnames (their instances terminated, see `conductor reap`) whose certificate
+    /// or request this run revoked and removed from the CA.
+    pub revoked: usize,
+    /// `--dry-run`: retired certnames the CA still holds something for.
+    pub would_revoke: usize,
     /// Set when the run stopped early (registry or CA unreachable), or was skipped (lock held).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -72,6 +77,8 @@ impl Report {
             Outcome::Evicted => self.evicted += 1,
             Outcome::Skipped => self.skipped += 1,
             Outcome::Incident => self.incidents += 1,
+            Outcome::Revoked => self.revoked += 1,
+            Outcome::WouldRevoke => self.would_revoke += 1,
         }
         let rec = Record::new(
             Mode::Sweep,
@@ -416,6 +423,11 @@ pub async fn sweep_with(
             .max(chrono::Duration::seconds(10)),
     };
     let mut report = Report::default();
+    // Retired certnames first: their requests are removed before the listing below.
+    if let Err(e) = clean_retired(&mut report, &audit, registry, ca, &decider.who, dry_run).await {
+        report.error = Some(e);
+        return report;
+    }
     let pending = match ca.pending().await {
         Ok(p) => p,
         Err(e) => {
@@ -653,6 +665,109 @@ pub async fn sweep_with(
     report
 }
 
+/// Revoke and remove what the CA holds under every retired certname that has not settled
+/// (see [`schemas::retirement`]), recording each cleaning in the registry. `Err` (the registry or
+/// the CA unreachable) stops the run; a record changed meanwhile is left for the next run.
+async fn clean_retired(
+    report: &mut Report,
+    audit: &AuditLog,
+    registry: &dyn Registry,
+    ca: &dyn Ca,
+    who: &str,
+    dry_run: bool,
+) -> Result<(), String> {
+    let names = registry
+        .list_retired()
+        .await
+        .map_err(|e| format!("registry: listing retired certnames: {e}"))?;
+    for name in names {
+        let Some((mut retirement, version)) = registry
+            .get_retirement(&name)
+            .await
+            .map_err(|e| format!("registry: reading the retirement of {name}: {e}"))?
+        else {
+            continue;
+        };
+        if retirement.settled() {
+            continue;
+        }
+        let item = |decision, reason: String| Item {
+            certname: name.clone(),
+            csr_sha256: String::new(),
+            decision,
+            check: Some(Check::Retired),
+            reason: Some(reason),
+        };
+        if dry_run {
+            let holds = ca
+                .certificate(&name)
+                .await
+                .map_err(|e| format!("CA: reading the certificate of retired {name}: {e:#}"))?
+                .is_some()
+                || ca
+                    .csr(&name)
+                    .await
+                    .map_err(|e| format!("CA: reading the request of retired {name}: {e:#}"))?
+                    .is_some();
+            if holds {
+                report.push(
+                    audit,
+                    item(
+                        Outcome::WouldRevoke,
+                        format!("retired: {}", retirement.reason),
+                    ),
+                );
+            }
+            continue;
+        }
+        let cleaned = ca
+            .clean(&name)
+            .await
+            .map_err(|e| format!("CA: revoking and removing retired {name}: {e:#}"))?;
+        if cleaned.removed {
+            report.push(
+                audit,
+                item(
+                    Outcome::Revoked,
+                    match &cleaned.revoked_serial {
+                        Some(serial) => format!(
+                            "retired ({}); certificate serial {serial} revoked and removed",
+                            retirement.reason
+                        ),
+                        None => format!(
+                            "retired ({}); what the CA held under the name was removed",
+                            retirement.reason
+                        ),
+                    },
+                ),
+            );
+        }
+        let now = chrono::Utc::now();
+        // Record a cleaning that did something, the first one, and the one that settles it;
+        // not every empty check in between.
+        if !cleaned.removed
+            && retirement.cleaned.is_some()
+            && now < retirement.retired_at + schemas::retirement::SETTLE
+        {
+            continue;
+        }
+        let earlier = retirement.cleaned.take().and_then(|c| c.revoked_serial);
+        retirement.cleaned = Some(schemas::retirement::Cleaning {
+            at: now,
+            by: who.to_owned(),
+            revoked_serial: cleaned.revoked_serial.or(earlier),
+        });
+        match registry.update_retirement(&retirement, &version).await {
+            Ok(_) => {}
+            Err(schemas::registry::RegistryError::Conflict(_)) => {
+                tracing::info!(certname = %name, "retirement changed meanwhile; the next run checks it again");
+            }
+            Err(e) => return Err(format!("registry: recording the cleaning of {name}: {e}")),
+        }
+    }
+    Ok(())
+}
+
 fn registry_message(e: &DecideError) -> String {
     match e {
         DecideError::AutoScaling(why) => format!("auto scaling: {why}"),
@@ -802,6 +917,126 @@ mod tests {
             *self.revoked.lock().unwrap() += 1;
             Ok(self.cert.lock().unwrap().is_some())
         }
+        async fn clean(&self, name: &str) -> Result<crate::ca::Cleaned> {
+            assert_eq!(name, CN);
+            let serial = self.cert.lock().unwrap().take().map(|pem| {
+                *self.revoked.lock().unwrap() += 1;
+                openssl::x509::X509::from_pem(&pem)
+                    .unwrap()
+                    .serial_number()
+                    .to_bn()
+                    .unwrap()
+                    .to_hex_str()
+                    .unwrap()
+                    .to_string()
+            });
+            let request = self.csr.lock().unwrap().take().is_some();
+            Ok(crate::ca::Cleaned {
+                removed: serial.is_some() || request,
+                revoked_serial: serial,
+            })
+        }
+    }
+
+    fn retirement() -> schemas::retirement::Retirement {
+        schemas::retirement::Retirement::new(
+            CN,
+            "i-0123456789abcdef0",
+            None,
+            "EC2 reports i-0123456789abcdef0 terminated",
+            "ops@ws",
+            chrono::Utc::now(),
+        )
+    }
+
+    /// An instance enrolled, then terminated and reaped: the sweep revokes its certificate
+    /// (recording the serial), keeps checking until the retirement settles, and never signs a
+    /// new request under the name. `--dry-run` changes nothing.
+    #[tokio::test]
+    async fn a_retired_certname_is_revoked_once_settled_and_never_signed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path());
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        let ca = ScriptedCa::with_csr(Spec::new(CN, "s").build(&craft::rsa_key(2048)));
+        assert_eq!(sweep_with(&c, &mem, &ca, false).await.signed, 1);
+        assert!(mem.retire(&retirement()).await.unwrap());
+
+        let r = sweep_with(&c, &mem, &ca, true).await;
+        assert_eq!((r.would_revoke, r.revoked), (1, 0), "{r:?}");
+        assert!(ca.cert.lock().unwrap().is_some(), "dry run revokes nothing");
+        assert!(
+            mem.get_retirement(CN)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .cleaned
+                .is_none()
+        );
+
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!(r.revoked, 1, "{r:?}");
+        assert!(!r.failed(), "{r:?}");
+        assert_eq!(r.items[0].check, Some(Check::Retired));
+        assert!(ca.cert.lock().unwrap().is_none());
+        let (rec, v) = mem.get_retirement(CN).await.unwrap().unwrap();
+        assert_eq!(
+            rec.cleaned.as_ref().unwrap().revoked_serial.as_deref(),
+            Some("02")
+        );
+        assert!(
+            !rec.settled(),
+            "cleaned right after the retirement: not settled yet"
+        );
+
+        // A new request under the retired name, with the right secret: removed, never signed.
+        *ca.csr.lock().unwrap() = Some(Spec::new(CN, "s").build(&craft::rsa_key(2048)));
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!((r.signed, r.revoked), (0, 1), "{r:?}");
+        assert!(ca.csr.lock().unwrap().is_none());
+        assert_eq!(
+            mem.get_retirement(CN)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .cleaned
+                .unwrap()
+                .revoked_serial
+                .as_deref(),
+            Some("02"),
+            "the revoked serial is kept across later cleanings"
+        );
+
+        // Settled: the sweep stops cleaning, and a request is refused by the decision instead.
+        let mut old = mem.get_retirement(CN).await.unwrap().unwrap().0;
+        old.retired_at -= schemas::retirement::SETTLE;
+        let (_, v2) = mem.get_retirement(CN).await.unwrap().unwrap();
+        assert_ne!(v, v2);
+        mem.update_retirement(&old, &v2).await.unwrap();
+        *ca.csr.lock().unwrap() = Some(Spec::new(CN, "s").build(&craft::rsa_key(2048)));
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!((r.signed, r.revoked, r.rejected), (0, 0, 1), "{r:?}");
+        assert_eq!(r.items[0].check, Some(Check::Retired));
+        assert_eq!(*ca.signed.lock().unwrap(), 1);
+    }
+
+    /// The registry cannot list retirements: the run stops before anything is signed.
+    #[tokio::test]
+    async fn an_unreadable_retirement_list_stops_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path());
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        mem.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let ca = ScriptedCa::with_csr(Spec::new(CN, "s").build(&craft::rsa_key(2048)));
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert!(
+            r.failed() && r.error.as_deref().unwrap().contains("retired"),
+            "{r:?}"
+        );
+        assert_eq!(*ca.signed.lock().unwrap(), 0);
     }
 
     fn cfg(dir: &std::path::Path) -> SignerConfig {

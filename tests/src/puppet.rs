@@ -503,6 +503,18 @@ profiler: {{}}
     }
 
     /// Submit a CSR the way an agent does (`PUT certificate_request/<name>`); runs the autosign hook.
+    /// An environment `production` with an empty `node default {}`, so agents can fetch a
+    /// catalog (kept if a test already wrote one).
+    pub fn ensure_production(&self) -> Result<()> {
+        let manifests = self.root.join("code/environments/production/manifests");
+        std::fs::create_dir_all(&manifests)?;
+        let site = manifests.join("site.pp");
+        if !site.exists() {
+            std::fs::write(&site, "node default {}\n")?;
+        }
+        Ok(())
+    }
+
     pub fn submit_csr(&self, name: &str, pem: &[u8]) -> Result<(u16, String)> {
         self.anon("PUT", &format!("certificate_request/{name}"), Some(pem))
     }
@@ -677,6 +689,14 @@ impl Agent {
             .ssldir
             .join(format!("certs/{}.pem", self.certname))
             .exists())
+    }
+
+    /// `puppet agent --test --noop`: fetch and compile this node's catalog with its certificate
+    /// (the server needs an environment `production`, see [`PuppetServer::ensure_production`]).
+    pub fn fetch_catalog(&self) -> Result<Output> {
+        self.puppet(&["agent", "--test", "--noop", "--detailed-exitcodes"])
+            .output()
+            .context("running puppet agent --test --noop")
     }
 
     /// The CSR the agent submitted (PEM).

@@ -1035,6 +1035,151 @@ fn sweep_never_signs_a_decommissioned_node_again() {
     assert_eq!(state(e, &name).as_deref(), Some("signed"));
 }
 
+/// Serials the CA's CRL lists, as lowercase hex without leading zeros.
+fn crl_serials(e: &Env) -> Vec<String> {
+    let (code, pem) = e
+        .server
+        .anon("GET", "certificate_revocation_list/ca", None)
+        .unwrap();
+    assert_eq!(code, 200, "{pem}");
+    let crl = ::openssl::x509::X509Crl::from_pem(pem.as_bytes()).unwrap();
+    crl.get_revoked()
+        .map(|list| list.iter().map(|r| hex_serial(r.serial_number())).collect())
+        .unwrap_or_default()
+}
+
+fn hex_serial(n: &::openssl::asn1::Asn1IntegerRef) -> String {
+    n.to_bn().unwrap().to_hex_str().unwrap().to_lowercase()
+}
+
+/// Issue 15: an instance enrolls, fetches its catalog, is terminated and reaped (the retirement
+/// `conductor reap` writes). The sweep (`--dry-run` first, which changes nothing) revokes its
+/// certificate through the CA API: the CRL lists the serial, the CA holds nothing under the name,
+/// the node can no longer fetch a catalog, and a new request under the name with the right secret
+/// is never signed, by the hook or by any later sweep. The same for the CLI method.
+#[test]
+fn a_retired_node_is_revoked_and_cleaned_and_never_signed_again() {
+    use schemas::retirement::Retirement;
+    let e = env();
+    let _g = serial();
+    e.server.ensure_production().unwrap();
+    for (how, cfg) in [("api", e.config.clone()), ("cli", cli_config(e))] {
+        let name = new_name();
+        let sec = format!("secret-{}", secret());
+        register(e, &name, &sec, 900);
+        let agent = Agent::new(&e.server, &name, Some(&attrs(Some(&sec), &name, "")), "").unwrap();
+        assert!(agent.submit_request().unwrap().status.success(), "{how}");
+        assert!(agent.download_cert().unwrap(), "{how}");
+        let before = agent.fetch_catalog().unwrap();
+        assert!(
+            matches!(before.status.code(), Some(0 | 2)),
+            "{how}: a signed node fetches its catalog: {}",
+            String::from_utf8_lossy(&before.stderr)
+        );
+        let (_, cert) = e
+            .server
+            .anon("GET", &format!("certificate/{name}"), None)
+            .unwrap();
+        let serial = hex_serial(
+            ::openssl::x509::X509::from_pem(cert.as_bytes())
+                .unwrap()
+                .serial_number(),
+        );
+
+        let retirement = Retirement::new(
+            &name,
+            "i-0123456789abcdef0",
+            None,
+            "EC2 reports i-0123456789abcdef0 terminated",
+            "test@it",
+            chrono::Utc::now(),
+        );
+        assert!(rt().block_on(registry(e).retire(&retirement)).unwrap());
+
+        let (code, report, err) = sweep(e, &cfg, &["--dry-run"], &[]);
+        assert_eq!(code, 0, "{how}: {report} {err}");
+        assert_eq!(
+            items_for(&report, &name)[0]["decision"],
+            "would_revoke",
+            "{how}: {report}"
+        );
+        assert_eq!(state(e, &name).as_deref(), Some("signed"), "{how}: dry run");
+
+        let (code, report, err) = sweep(e, &cfg, &[], &[]);
+        assert_eq!(code, 0, "{how}: {report} {err}");
+        let item = items_for(&report, &name)[0].clone();
+        assert_eq!(item["decision"], "revoked", "{how}: {item}");
+        assert_eq!(item["check"], "retired", "{how}: {item}");
+        assert_eq!(
+            state(e, &name),
+            None,
+            "{how}: the CA holds nothing under the name"
+        );
+        assert!(
+            crl_serials(e).contains(&serial),
+            "{how}: the CRL must list serial {serial}: {:?}",
+            crl_serials(e)
+        );
+        let cleaned = rt()
+            .block_on(registry(e).get_retirement(&name))
+            .unwrap()
+            .unwrap()
+            .0
+            .cleaned
+            .expect("the cleaning is recorded");
+        assert!(cleaned.by.starts_with("sweep@"), "{how}: {cleaned:?}");
+        assert_eq!(
+            cleaned.revoked_serial.map(|s| s
+                .trim_start_matches("0x")
+                .trim_start_matches('0')
+                .to_lowercase()),
+            Some(serial.trim_start_matches('0').to_owned()),
+            "{how}"
+        );
+        assert!(
+            audit_for(e, &name)
+                .iter()
+                .any(|l| l["mode"] == "sweep" && l["decision"] == "revoked"),
+            "{how}: {:?}",
+            audit_for(e, &name)
+        );
+
+        // The server refuses the revoked certificate in the TLS handshake (it reloads its CRL).
+        let after = agent.fetch_catalog().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&after.stdout),
+            String::from_utf8_lossy(&after.stderr)
+        );
+        assert!(
+            !matches!(after.status.code(), Some(0 | 2))
+                && said.contains("Could not retrieve catalog")
+                && said.contains("certificate"),
+            "{how}: a revoked node must not fetch a catalog: {:?} {said}",
+            after.status.code()
+        );
+
+        // Whoever holds the secret asks again under the retired name, with a fresh key.
+        let pem = Spec::new(&name, &sec)
+            .ext(
+                signer::csr::OID_PP_INSTANCE_ID,
+                craft::utf8_ext("i-0123456789abcdef0"),
+            )
+            .ext("1.3.6.1.4.1.34380.1.1.13", craft::utf8_ext("web"))
+            .build(&craft::rsa_key(2048));
+        let (code, body) = e.server.submit_csr(&name, &pem).unwrap();
+        assert_eq!(code, 200, "{how}: {body}");
+        assert_pending(e, &name, "retired");
+        let (_, report, err) = sweep(e, &cfg, &[], &[]);
+        assert_ne!(
+            state(e, &name).as_deref(),
+            Some("signed"),
+            "{how}: {report} {err}"
+        );
+        assert!(!e.server.has_cert(&name).unwrap(), "{how}");
+    }
+}
+
 /// The real CA, except that right before it signs `name` the pending request is replaced (deleted,
 /// and another key's CSR submitted under the same name): what an attacker racing the sweep
 /// between its fingerprint re-check and its signing call would do.
