@@ -11,6 +11,7 @@ Examples:
   conductor list -c conductor.yaml
   conductor revoke -c conductor.yaml 0b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11
   conductor prune -c conductor.yaml
+  conductor reap -c conductor.yaml --dry-run
   conductor group create -c conductor.yaml web --image ami-0123456789abcdef0 --asg web-asg --max-members 20
   conductor group user-data -c conductor.yaml web > web-user-data.yaml
 
@@ -87,11 +88,30 @@ pub enum Command {
     /// Remove expired registrations.
     #[command(after_help = "Example:\n  conductor prune -c conductor.yaml")]
     Prune(ConfigArg),
+    /// Retire the registrations and group members whose instances EC2 reports terminated, so
+    /// the signer refuses their certnames and `signer sweep` revokes their certificates.
+    ///
+    /// Asks EC2 (DescribeInstances, throttling retried) about every registration with an instance
+    /// id and every group member first; if any call fails, nothing is retired. Only `terminated`
+    /// is retired; pending, running, stopping, stopped and shutting-down instances are kept. An
+    /// instance EC2 does not report at all is `missing`: kept, unless --retire-missing.
+    #[command(after_help = REAP_HELP)]
+    Reap(ReapArgs),
     /// Enrollment groups: instances launched by Auto Scaling or a launch template, which carry
     /// no per-instance secret, join Puppet with their AWS-signed identity document.
     #[command(subcommand, after_help = GROUP_HELP)]
     Group(GroupCommand),
 }
+
+const REAP_HELP: &str = "\
+Examples:
+  conductor reap -c conductor.yaml --dry-run
+  conductor reap -c conductor.yaml --output json
+
+Regions: a registration's is the one its identity binding names, else the configured one
+(--region, `region:`, AWS_REGION); a member's is its group's. Each retirement is logged as an
+`audit` line on stderr. Exit codes: 0 done, 1 an EC2 call failed (nothing was retired), 3 some
+retirements could not be written (the others were).";
 
 const GROUP_HELP: &str = "\
 Examples:
@@ -229,4 +249,27 @@ pub struct RevokeArgs {
     /// Certnames to revoke.
     #[arg(required = true, value_name = "CERTNAME")]
     pub certnames: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReapArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Ask EC2 and show what would be retired (`would-retire`); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also retire records whose instance EC2 does not report at all (EC2 forgets terminated
+    /// instances after about an hour), but only records older than 2 hours whose account is the
+    /// caller's (sts:GetCallerIdentity).
+    #[arg(long)]
+    pub retire_missing: bool,
+    /// Instance ids per DescribeInstances call (tests).
+    #[arg(long, hide = true, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub batch_size: u32,
+    /// Attempts per DescribeInstances call, the first included (tests).
+    #[arg(long, hide = true, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_attempts: u32,
+    /// Timeout of each DescribeInstances attempt, in milliseconds (tests).
+    #[arg(long, hide = true, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub attempt_timeout_ms: u64,
 }

@@ -1,5 +1,6 @@
 //! The EC2 calls the conductor makes: `RunInstances` (one instance per call, so each has its own
-//! user-data), `TerminateInstances` to undo a launch whose registration could not be completed.
+//! user-data), `TerminateInstances` to undo a launch whose registration could not be completed,
+//! and `DescribeInstances` for `conductor reap` ([`reap_client`], [`instance_states`]).
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
@@ -201,5 +202,103 @@ where
             Ec2Error { message: format!("EC2 is unreachable ({op}): {text}"), fatal: true }
         }
         _ => Ec2Error { message: format!("{op} failed: {text}"), fatal: false },
+    }
+}
+
+/// The EC2 client `conductor reap` asks in `region`: the shared SDK config (credentials,
+/// `AWS_ENDPOINT_URL`), the SDK's standard retry mode with `max_attempts` attempts (exponential
+/// backoff with jitter; throttling such as `RequestLimitExceeded`/`Throttling` and HTTP 5xx
+/// answers are retried), and `attempt_timeout` for each attempt (a timed-out attempt is retried
+/// too).
+pub fn reap_client(
+    sdk: &aws_config::SdkConfig,
+    region: &str,
+    max_attempts: u32,
+    attempt_timeout: std::time::Duration,
+) -> Client {
+    use aws_sdk_ec2::config::retry::RetryConfig;
+    use aws_sdk_ec2::config::timeout::TimeoutConfig;
+    let timeouts = sdk
+        .timeout_config()
+        .cloned()
+        .unwrap_or_else(TimeoutConfig::disabled)
+        .to_builder()
+        .operation_attempt_timeout(attempt_timeout)
+        .build();
+    let config = aws_sdk_ec2::config::Builder::from(sdk)
+        .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
+        .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
+        .timeout_config(timeouts)
+        .build();
+    Client::from_conf(config)
+}
+
+/// The state (`running`, `terminated`, …) of each instance EC2 reports among `ids`, asked with the
+/// `instance-id` filter (not `InstanceIds`), so an id EC2 does not know is absent from the answer
+/// rather than an error. Every page is read; the first page that fails fails the call.
+pub async fn instance_states(
+    client: &Client,
+    ids: &[String],
+) -> Result<Vec<(String, String)>, Ec2Error> {
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-id")
+        .set_values(Some(ids.to_vec()))
+        .build();
+    let mut pages = client
+        .describe_instances()
+        .filters(filter)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(describe_error)?;
+        for reservation in page.reservations() {
+            for instance in reservation.instances() {
+                let (Some(id), Some(state)) = (
+                    instance.instance_id(),
+                    instance.state().and_then(|s| s.name()),
+                ) else {
+                    continue;
+                };
+                out.push((id.to_owned(), state.as_str().to_owned()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A clear message for a failed `DescribeInstances` (after the SDK's retries).
+fn describe_error<E>(err: SdkError<E, aws_sdk_ec2::config::http::HttpResponse>) -> Ec2Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let text = aws::error_text(&err);
+    let code = err.code().unwrap_or("").to_owned();
+    let detail = err.message().unwrap_or("").to_owned();
+    let message = match (code.as_str(), &err) {
+        ("UnauthorizedOperation" | "AuthFailure", _) => format!(
+            "EC2 refused DescribeInstances: {code}: {detail} (the credentials in use need ec2:DescribeInstances)"
+        ),
+        ("RequestLimitExceeded" | "Throttling", _) => format!(
+            "EC2 still throttled DescribeInstances after the retries: {code}: {detail}"
+        ),
+        ("", SdkError::TimeoutError(_)) => {
+            format!("EC2 did not answer DescribeInstances in time: {text}")
+        }
+        ("", SdkError::DispatchFailure(d)) if d.is_timeout() => {
+            format!("EC2 did not answer DescribeInstances in time: {text}")
+        }
+        ("", SdkError::DispatchFailure(d))
+            if !d.is_io() && aws::is_credentials_error(&text) =>
+        {
+            "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use --profile".into()
+        }
+        ("", SdkError::DispatchFailure(_)) => format!("EC2 is unreachable: {text}"),
+        ("", _) => format!("DescribeInstances failed: {text}"),
+        _ => format!("EC2 refused DescribeInstances: {code}: {detail}"),
+    };
+    Ec2Error {
+        message,
+        fatal: true,
     }
 }

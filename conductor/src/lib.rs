@@ -15,6 +15,9 @@
 //! instances an Auto Scaling group or launch template starts carry `conductor group user-data`
 //! (no secret) and prove who they are with their identity document alone.
 //!
+//! `conductor reap` ([`reap`]) retires the registrations and members whose instances EC2 reports
+//! terminated; a running instance is never reaped.
+//!
 //! `main.rs` only calls [`main_entry`].
 
 pub mod cli;
@@ -23,6 +26,7 @@ pub mod group;
 pub mod launch;
 pub mod manage;
 pub mod output;
+pub mod reap;
 pub mod render;
 pub mod sts;
 
@@ -82,7 +86,8 @@ fn init_tracing(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    schemas::logging::init("CONDUCTOR_LOG", default);
+    // `reap`'s audit lines (target `audit`) are shown at every verbosity.
+    schemas::logging::init("CONDUCTOR_LOG", &format!("{default},audit=info"));
 }
 
 /// Run one command; returns the exit code.
@@ -112,6 +117,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Prune(args) => {
             let cfg = load_config(&args.config)?;
             manage::prune(&open_registry(&cfg, &cli).await?, format).await
+        }
+        Command::Reap(args) => {
+            let cfg = load_config(&args.config.config)?;
+            reap::reap(&cfg, &cli, args, format).await
         }
         Command::Group(cmd) => group::run(&cli, cmd, format).await,
     }

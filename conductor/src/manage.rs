@@ -57,6 +57,10 @@ pub struct Entry {
     /// What the identity document must name (with `image_id`, and `instance_id` when set).
     pub identity: Option<IdentityBinding>,
     pub instance_id: Option<String>,
+    /// The instance whose identity document the signed CSR proved (recorded at consumption):
+    /// for `conductor register` registrations, which name no instance, the only instance id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proven_instance_id: Option<String>,
     pub image_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -95,6 +99,7 @@ pub async fn entries(registry: &Arc<dyn Registry>) -> anyhow::Result<Vec<Entry>>
                 version: r.version,
                 proof: Proof::of(&r),
                 consumed_at: r.consumed.as_ref().map(|c| c.at),
+                proven_instance_id: r.consumed.as_ref().and_then(|c| c.instance_id.clone()),
                 certname: r.certname,
                 instance_id: r.instance_id,
                 image_id: r.image_id,
@@ -129,6 +134,7 @@ pub async fn member_entries(registry: &Arc<dyn Registry>) -> anyhow::Result<Vec<
                     region: g.region.clone(),
                 }),
                 instance_id: Some(m.instance_id),
+                proven_instance_id: None,
                 image_id: Some(m.image_id),
                 created_at: m.enrolled_at,
                 expires_at: g.expires_at,

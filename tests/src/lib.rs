@@ -5,6 +5,7 @@ pub mod aptrepo;
 pub mod autoscaling;
 pub mod bins;
 pub mod chroot;
+pub mod faultproxy;
 pub mod iid;
 pub mod imds;
 pub mod moto;
