@@ -17,9 +17,12 @@
 //!    identity proof), and runs `puppet agent --test`.
 //! 4. The hook signs during submission, the agent applies its catalog, the registration is
 //!    consumed with the instance id recorded.
-//! 5. Three more attacks, each from its own root, each leaving its CSR pending with an audit line:
-//!    a replay of the stolen user-data after the first certificate was cleaned, a known
-//!    certname with a wrong secret, and `dns_alt_names = puppet` with a valid registration.
+//! 5. The instance is terminated in EC2: `conductor reap` retires its certname, `signer sweep`
+//!    revokes its certificate (the CA's CRL lists the serial) and removes it, and the old node's
+//!    `puppet agent --test` can no longer fetch a catalog. Then three more attacks, each from its
+//!    own root, each leaving its CSR pending with an audit line: a replay of the stolen user-data
+//!    (refused as retired), a known certname with a wrong secret, and `dns_alt_names = puppet`
+//!    with a valid registration.
 //!
 //! Every step is checked (`ensure!`): the test and the demo fail the same way.
 
@@ -117,6 +120,9 @@ pub struct Report {
     /// The approved audit line of the legitimate instance.
     pub approved: Value,
     pub attacks: Vec<Attack>,
+    /// The serial of the first instance's certificate, which the CA's CRL listed after the
+    /// instance was terminated, reaped and swept.
+    pub revoked_serial: String,
     /// (step, wall time).
     pub timings: Vec<(String, Duration)>,
     /// Wall time of `bootcfg run` in the legitimate root (package install and puppet included).
@@ -507,7 +513,6 @@ pub fn run(opts: &Options) -> Result<Report> {
         &serde_json::to_string_pretty(&consumed)?,
     );
     timings.push(("checks".to_owned(), t.elapsed()));
-    drop(root);
 
     // 5. Attacks.
     let t = Instant::now();
@@ -528,22 +533,81 @@ pub fn run(opts: &Options) -> Result<Report> {
         "expected two new registrations, got {others:?}"
     );
 
-    // (a) Replay after decommissioning.
+    // (a) Replay after the instance is gone: terminated, reaped, its certificate revoked.
     n.say("");
-    n.say(&format!("(a) replay: {certname} is decommissioned (its certificate cleaned at the CA), then its stolen user-data is replayed"));
-    let (code, body) = w.server.admin(
-        "PUT",
-        "clean",
-        Some(&format!("{{\"certnames\":[\"{certname}\"]}}")),
-    )?;
+    n.say(&format!("(a) replay: {instance_id} is terminated in EC2; `conductor reap` retires {certname}, `signer sweep` revokes its certificate; then its stolen user-data is replayed"));
+    let serial = cert_serial(&root.join(&cert))?;
+    let terminated = w.ec2(&format!(
+        "Action=TerminateInstances&InstanceId.1={instance_id}"
+    ))?;
     ensure!(
-        code == 200 || code == 204,
-        "cleaning {certname}: HTTP {code}: {body}"
+        terminated.contains("terminated") || terminated.contains("shutting-down"),
+        "TerminateInstances {instance_id}: {terminated}"
+    );
+    let reaped = w.conductor(&["reap", "--output", "json"])?;
+    let reaped_v: Value = serde_json::from_str(reaped.trim())
+        .with_context(|| format!("conductor reap printed no JSON: {reaped}"))?;
+    let mine: Vec<&Value> = reaped_v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["action"] == "retired")
+        .collect();
+    ensure!(
+        mine.len() == 1 && mine[0]["certname"] == certname.as_str(),
+        "conductor reap must retire exactly {certname}: {reaped}"
+    );
+    n.show("conductor reap --output json", &reaped);
+    let sweep = w.signer(&["--output", "json", "sweep"])?;
+    let swept: Value = serde_json::from_str(sweep.trim())
+        .with_context(|| format!("signer sweep printed no JSON: {sweep}"))?;
+    ensure!(
+        swept["revoked"] == 1,
+        "signer sweep must revoke {certname}'s certificate: {sweep}"
     );
     ensure!(
         w.server.state(&certname)?.is_none(),
-        "the CA still knows {certname} after clean"
+        "the CA still holds something for {certname} after the sweep"
     );
+    let (code, crl) = w
+        .server
+        .anon("GET", "certificate_revocation_list/ca", None)?;
+    ensure!(code == 200, "CRL: HTTP {code}: {crl}");
+    let revoked = crl_serials(&crl)?;
+    ensure!(
+        revoked.contains(&serial),
+        "the CRL must list {certname}'s serial {serial}: {revoked:?}"
+    );
+    n.show(
+        "signer sweep --output json (the retired certname's certificate is revoked and removed)",
+        &sweep,
+    );
+    n.say(&format!("the CA's CRL lists serial {serial}"));
+    let again = {
+        let _heavy = chroot::heavy_lock();
+        chroot::run(
+            chroot::in_root(
+                root.path(),
+                &[
+                    "puppet",
+                    "agent",
+                    "--test",
+                    "--noop",
+                    "--detailed-exitcodes",
+                ],
+            ),
+            Duration::from_secs(300),
+        )
+    };
+    ensure!(
+        !matches!(again.code(), Some(0 | 2))
+            && (again.stdout.contains("Could not retrieve catalog")
+                || again.stderr.contains("Could not retrieve catalog")),
+        "the terminated node must no longer fetch a catalog:\n{}",
+        again.report()
+    );
+    n.say("the old node's `puppet agent --test` is refused: Could not retrieve catalog (its certificate is revoked)");
+    drop(root);
     attacks.push(w.attack(
         &n,
         &template,
@@ -553,13 +617,13 @@ pub fn run(opts: &Options) -> Result<Report> {
         &hostname,
         &user_data,
         Some(&genuine),
-        "registration",
+        "retired",
     )?);
     let replay = attacks.last().expect("just pushed");
     let reason = replay.audit["reason"].as_str().unwrap_or_default();
     ensure!(
-        reason.contains("consumed"),
-        "the replay must be refused as consumed, the audit says {}",
+        reason.contains("never signed again"),
+        "the replay must be refused as retired, the audit says {}",
         replay.audit
     );
 
@@ -643,6 +707,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         hostname,
         approved,
         attacks,
+        revoked_serial: serial,
         timings,
         bootcfg_run,
         agent_version,
@@ -1023,6 +1088,31 @@ fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&format!("</{tag}>"))? + start;
     Some(&xml[start..end])
+}
+
+/// The serial of a PEM certificate, lowercase hex without leading zeros.
+fn cert_serial(path: &Path) -> Result<String> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let cert = openssl::x509::X509::from_pem(&pem)?;
+    hex_serial(cert.serial_number())
+}
+
+fn hex_serial(n: &openssl::asn1::Asn1IntegerRef) -> Result<String> {
+    Ok(n.to_bn()?
+        .to_hex_str()?
+        .to_ascii_lowercase()
+        .trim_start_matches('0')
+        .to_owned())
+}
+
+/// The serials a PEM CRL lists.
+fn crl_serials(pem: &str) -> Result<Vec<String>> {
+    let crl = openssl::x509::X509Crl::from_pem(pem.as_bytes())?;
+    crl.get_revoked()
+        .into_iter()
+        .flatten()
+        .map(|r| hex_serial(r.serial_number()))
+        .collect()
 }
 
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {

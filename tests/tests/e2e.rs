@@ -1,7 +1,7 @@
 //! The whole flow end to end on one machine (issue 6): moto, a real Puppet Server whose autosign is
 //! the signer, `conductor launch`, `bootcfg run` in a fresh Debian root against an IMDSv2
 //! endpoint, the hook signing during submission, the catalog applied, the registration consumed,
-//! and four attacks left unsigned (among them the EC2 API reader who races the instance with its
+//! the instance terminated, reaped and its certificate revoked, and four attacks left unsigned (among them the EC2 API reader who races the instance with its
 //! stolen user-data and a forged identity document, before the instance boots). The steps and their checks live in `testkit::scenario`
 //! (shared with the `demo` walkthrough); this test re-checks what the report says.
 //!
@@ -65,6 +65,10 @@ fn end_to_end(debian: Debian) {
         ]
     );
     assert_eq!(report.attacks[0].audit["check"], "identity");
+    // Terminated, reaped and swept: its certificate revoked (the scenario checked the CRL), and
+    // the replay of its user-data refused as retired.
+    assert!(!report.revoked_serial.is_empty());
+    assert_eq!(report.attacks[1].audit["check"], "retired");
     for a in &report.attacks {
         assert_eq!(a.ca_state.as_deref(), Some("requested"), "{a:?}");
         assert_eq!(a.audit["decision"], "rejected", "{a:?}");
