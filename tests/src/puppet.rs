@@ -22,7 +22,7 @@
 
 use crate::puppet_root::{self, InRoot, Layout};
 use anyhow::{Context, Result, bail, ensure};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -77,6 +77,10 @@ pub struct ServerOptions {
     /// temp dir and the autosign executable's directory, such as where the program an autosign
     /// wrapper script `exec`s lives. Puppet 7 runs on the host and sees everything.
     pub extra_binds: Vec<PathBuf>,
+    /// Puppet 8: Debian packages (`.deb` files on the host) installed with `dpkg -i` into the
+    /// server's root before it starts, so `autosign` can be a path the package installed there
+    /// (`/usr/lib/bootcfg-signer/autosign`). Puppet 7 runs on the host: refused there.
+    pub install: Vec<PathBuf>,
 }
 
 /// Where a release's Puppet programs run: the host, or a Debian root in namespaces.
@@ -153,6 +157,27 @@ fn check_installed(release: Release) -> Result<()> {
     Ok(())
 }
 
+/// `dpkg -i` of the host file `deb` inside `root` (through a copy in the root's `/tmp`).
+fn install_deb(root: &Arc<crate::rootfs::Root>, deb: &Path) -> Result<()> {
+    let name = deb
+        .file_name()
+        .with_context(|| format!("{} has no file name", deb.display()))?;
+    let inside = Path::new("/tmp").join(name);
+    let copy = root.path().join("tmp").join(name);
+    std::fs::copy(deb, &copy)
+        .with_context(|| format!("copying {} into {}", deb.display(), root.path().display()))?;
+    let runner = InRoot::new(Arc::clone(root), Vec::<PathBuf>::new())?;
+    let argv = runner.argv(
+        &[],
+        &[OsStr::new("dpkg"), OsStr::new("-i"), inside.as_os_str()],
+    );
+    let result = run_ok(Command::new(&argv[0]).args(&argv[1..]));
+    let _ = std::fs::remove_file(&copy);
+    result
+        .map(|_| ())
+        .with_context(|| format!("installing {} into the Puppet 8 root", deb.display()))
+}
+
 /// Run a command, failing with its output when it fails.
 pub fn run_ok(cmd: &mut Command) -> Result<Output> {
     let shown = format!("{cmd:?}");
@@ -179,11 +204,22 @@ impl PuppetServer {
         let dir = tempfile::Builder::new().prefix("puppetserver-").tempdir()?;
         let ps = dir.path().to_path_buf();
         let (runner, sysroot) = match release {
+            Release::Puppet7 if !opts.install.is_empty() => {
+                bail!(
+                    "installing packages for the server needs its own root (Puppet 8); Puppet 7 runs on the host"
+                )
+            }
             Release::Puppet7 => (Runner::Host, PathBuf::from("/")),
             Release::Puppet8 => {
                 let root = Arc::new(puppet_root::fresh_root()?);
+                for deb in &opts.install {
+                    install_deb(&root, deb)?;
+                }
                 let mut binds = vec![ps.clone()];
-                if let Some(dir) = opts.autosign.as_ref().and_then(|a| a.parent()) {
+                // An autosign executable from an installed package is the root's own.
+                if opts.install.is_empty()
+                    && let Some(dir) = opts.autosign.as_ref().and_then(|a| a.parent())
+                {
                     binds.push(dir.to_path_buf());
                 }
                 binds.extend(opts.extra_binds.iter().cloned());
@@ -378,6 +414,23 @@ profiler: {{}}
 
     /// The Debian root a `release` agent can share with this server (its own, when it runs that
     /// release from a root).
+    /// Puppet 8: the host path of the server's root (where [`ServerOptions::install`] put its
+    /// packages); `None` for Puppet 7, which runs on the host.
+    pub fn sysroot(&self) -> Option<PathBuf> {
+        match &self.runner {
+            Runner::Root(r) => Some(r.root().path().to_path_buf()),
+            Runner::Host => None,
+        }
+    }
+
+    /// `argv` as the server's own programs run: in its root (with its binds, a clean environment
+    /// plus `env`) for Puppet 8, on the host for Puppet 7.
+    pub fn command(&self, env: &[(String, String)], argv: &[&str]) -> Command {
+        let mut cmd = self.runner.command(env, &os(argv));
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
     fn shared_root(&self, release: Release) -> Option<Arc<crate::rootfs::Root>> {
         match &self.runner {
             Runner::Root(r) if release == self.release => Some(r.root().clone()),

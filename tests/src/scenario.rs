@@ -123,6 +123,10 @@ pub struct Report {
     /// The serial of the first instance's certificate, which the CA's CRL listed after the
     /// instance was terminated, reaped and swept.
     pub revoked_serial: String,
+    /// puppet.conf's `autosign` (the packaged wrapper on Debian 13) and the audit log the hook
+    /// wrote the approval to, as the CA host sees them.
+    pub autosign: PathBuf,
+    pub audit_log: PathBuf,
     /// (step, wall time).
     pub timings: Vec<(String, Duration)>,
     /// Wall time of `bootcfg run` in the legitimate root (package install and puppet included).
@@ -172,8 +176,10 @@ struct World {
     bootcfg: PathBuf,
     conductor: PathBuf,
     conductor_yaml: PathBuf,
+    /// The workspace's signer binary (used by the ad-hoc layout).
     signer: PathBuf,
-    signer_yaml: PathBuf,
+    layout: SignerLayout,
+    /// The signer's audit log, as the host sees it.
     audit: PathBuf,
     /// Plays AWS: signs each instance's identity document; the signer trusts only it.
     aws: TestAws,
@@ -212,15 +218,42 @@ pub fn run(opts: &Options) -> Result<Report> {
         let (dir, debian) = (template_dir.clone(), opts.debian);
         std::thread::spawn(move || build_agent_template(&dir, debian))
     };
-    let audit = work.join("audit.jsonl");
-    let signer_yaml = work.join("signer.yaml");
     let aws = TestAws::generate(crate::moto::REGION);
     let aws_bundle = work.join("aws-test-rsa2048.pem");
     write_file(&aws_bundle, &aws.bundle_pem(), 0o644)?;
-    let wrapper = work.join("autosign");
-    let server = start_autosign_server(&wrapper, &signer, &signer_yaml, &moto, opts.debian)?;
+    let (server, layout) = if opts.debian == Debian::D13 {
+        // The CA host as an operator sets it up: the signer's Debian package installed in the
+        // server's Debian 13 root, its wrapper and config paths.
+        let deb = bins::build_deb("signer", &work.join("deb"));
+        let server = PuppetServer::start(&ServerOptions {
+            autosign: Some(PathBuf::from(PACKAGED_AUTOSIGN)),
+            env: autosign_env(&moto),
+            release: opts.debian.puppet(),
+            extra_binds: vec![work.clone()],
+            install: vec![deb],
+        })
+        .context("starting puppetserver with the signer package installed in its root")?;
+        let sysroot = server
+            .sysroot()
+            .context("a Puppet 8 server runs in a root")?;
+        (server, SignerLayout::Installed { sysroot })
+    } else {
+        let wrapper = work.join("autosign");
+        let yaml = work.join("signer.yaml");
+        let server = start_autosign_server(&wrapper, &signer, &yaml, &moto, opts.debian)?;
+        let work = work.clone();
+        (
+            server,
+            SignerLayout::Adhoc {
+                wrapper,
+                yaml,
+                work,
+            },
+        )
+    };
+    let (audit_in_config, lock_in_config) = layout.audit_and_lock();
     write_file(
-        &signer_yaml,
+        &layout.config_on_host(),
         &format!(
             "registry: s3://{BUCKET}/reg\nca:\n  method: api\n  server_url: {}\n  client_cert: {}\n  client_key: {}\n  ca_bundle: {}\ndeadlines:\n  hook: 10s\n  registry: 5s\n  ca: 20s\npolicy:\n  identity:\n    accounts: [\"{}\"]\n    # the harness's stand-in for AWS's RSA-2048 certificates (tests only)\n    certificates: {}\naudit_log: {}\nlock_file: {}\n",
             server.url,
@@ -229,11 +262,12 @@ pub fn run(opts: &Options) -> Result<Report> {
             server.ca_bundle.display(),
             crate::iid::MOTO_ACCOUNT,
             aws_bundle.display(),
-            audit.display(),
-            work.join("signer.lock").display()
+            audit_in_config.display(),
+            lock_in_config.display()
         ),
-        0o600,
+        0o640,
     )?;
+    let audit = layout.audit_on_host();
     // The catalog every node gets: one file, so "applied a catalog" is visible in the root.
     write_file(
         &server
@@ -245,20 +279,27 @@ pub fn run(opts: &Options) -> Result<Report> {
         0o644,
     )?;
     n.say(&format!(
-        "Puppet Server 7 (Debian package, relocatable instance): {} — CA state in {}",
+        "Puppet Server {} (Debian package, relocatable instance): {} — CA state in {}",
+        server.version,
         server.url,
         server.cadir.display()
     ));
+    if let SignerLayout::Installed { .. } = &layout {
+        n.say("The signer comes from its Debian package (bootcfg-signer), installed with dpkg -i in the server's Debian 13 root: /usr/bin/signer, the wrapper /usr/lib/bootcfg-signer/autosign, /etc/bootcfg/signer.yaml, the audit log in /var/log/bootcfg-signer.");
+    }
     n.show(
         "puppet.conf [server] autosign",
         &format!(
             "autosign = {}\n# {}:\n{}",
-            wrapper.display(),
-            wrapper.display(),
-            std::fs::read_to_string(&wrapper)?
+            layout.autosign().display(),
+            layout.autosign().display(),
+            std::fs::read_to_string(layout.autosign_on_host())?
         ),
     );
-    n.show("signer.yaml", &std::fs::read_to_string(&signer_yaml)?);
+    n.show(
+        &layout.config_in_use().display().to_string(),
+        &std::fs::read_to_string(layout.config_on_host())?,
+    );
     timings.push(("start moto + puppetserver".to_owned(), t.elapsed()));
 
     let conductor_yaml = work.join("conductor.yaml");
@@ -271,7 +312,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         conductor,
         conductor_yaml,
         signer,
-        signer_yaml,
+        layout,
         audit,
         aws,
     };
@@ -708,6 +749,8 @@ pub fn run(opts: &Options) -> Result<Report> {
         approved,
         attacks,
         revoked_serial: serial,
+        autosign: w.layout.autosign(),
+        audit_log: w.layout.audit_and_lock().0,
         timings,
         bootcfg_run,
         agent_version,
@@ -740,15 +783,24 @@ impl World {
 
     /// `signer --config signer.yaml <args>` with moto's environment; its stdout (exit 0 or 1).
     fn signer(&self, args: &[&str]) -> Result<String> {
-        let out = self
-            .moto
-            .command(&self.signer)
-            .arg("--config")
-            .arg(&self.signer_yaml)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .context("running signer")?;
+        let out = match &self.layout {
+            SignerLayout::Installed { .. } => {
+                let mut argv = vec![PACKAGED_SIGNER, "--config", PACKAGED_CONFIG];
+                argv.extend_from_slice(args);
+                self.server
+                    .command(&autosign_env(&self.moto), &argv)
+                    .output()
+            }
+            SignerLayout::Adhoc { yaml, .. } => self
+                .moto
+                .command(&self.signer)
+                .arg("--config")
+                .arg(yaml)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output(),
+        }
+        .context("running signer")?;
         ensure!(
             matches!(out.status.code(), Some(0 | 1)),
             "signer {} failed ({}):\n{}\n{}",
@@ -1144,6 +1196,86 @@ fn openssl_subject(cert: &Path) -> Result<String> {
 /// Puppet Server (with moto's environment) whose `autosign` is `wrapper`, a script written here
 /// that runs `signer --config SIGNER_YAML autosign CERTNAME`. The caller writes `signer_yaml`
 /// once the server's URL and admin credentials are known; the hook reads it at each request.
+/// Where the signer's Debian package puts its programs and config (signer/dist).
+const PACKAGED_AUTOSIGN: &str = "/usr/lib/bootcfg-signer/autosign";
+const PACKAGED_SIGNER: &str = "/usr/bin/signer";
+const PACKAGED_CONFIG: &str = "/etc/bootcfg/signer.yaml";
+
+/// How the CA host runs the signer in this scenario.
+enum SignerLayout {
+    /// The signer's Debian package installed in the Puppet 8 server's root (`sysroot` on the
+    /// host): the packaged wrapper, config, audit log and state directory.
+    Installed { sysroot: PathBuf },
+    /// Puppet 7 runs on the host, where the tests install no package: a wrapper script and a
+    /// config in the work directory, the workspace's signer binary.
+    Adhoc {
+        wrapper: PathBuf,
+        yaml: PathBuf,
+        work: PathBuf,
+    },
+}
+
+impl SignerLayout {
+    /// The `autosign` setting of puppet.conf.
+    fn autosign(&self) -> PathBuf {
+        match self {
+            SignerLayout::Installed { .. } => PathBuf::from(PACKAGED_AUTOSIGN),
+            SignerLayout::Adhoc { wrapper, .. } => wrapper.clone(),
+        }
+    }
+
+    fn on_host(&self, inside: &str) -> PathBuf {
+        match self {
+            SignerLayout::Installed { sysroot } => sysroot.join(inside.trim_start_matches('/')),
+            SignerLayout::Adhoc { .. } => PathBuf::from(inside),
+        }
+    }
+
+    fn autosign_on_host(&self) -> PathBuf {
+        self.on_host(&self.autosign().display().to_string())
+    }
+
+    /// The config file as the signer is told it.
+    fn config_in_use(&self) -> PathBuf {
+        match self {
+            SignerLayout::Installed { .. } => PathBuf::from(PACKAGED_CONFIG),
+            SignerLayout::Adhoc { yaml, .. } => yaml.clone(),
+        }
+    }
+
+    fn config_on_host(&self) -> PathBuf {
+        self.on_host(&self.config_in_use().display().to_string())
+    }
+
+    /// `audit_log` and `lock_file` as the config names them.
+    fn audit_and_lock(&self) -> (PathBuf, PathBuf) {
+        match self {
+            SignerLayout::Installed { .. } => (
+                PathBuf::from("/var/log/bootcfg-signer/audit.jsonl"),
+                PathBuf::from("/var/lib/bootcfg-signer/sweep.lock"),
+            ),
+            SignerLayout::Adhoc { work, .. } => {
+                (work.join("audit.jsonl"), work.join("signer.lock"))
+            }
+        }
+    }
+
+    fn audit_on_host(&self) -> PathBuf {
+        self.on_host(&self.audit_and_lock().0.display().to_string())
+    }
+}
+
+/// The environment the autosign executable (and the scenario's sweeps) get: moto's.
+fn autosign_env(moto: &Moto) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = moto
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.push(("SIGNER_LOG".into(), "info".into()));
+    env
+}
+
 pub fn start_autosign_server(
     wrapper: &Path,
     signer: &Path,
@@ -1154,26 +1286,21 @@ pub fn start_autosign_server(
     write_file(
         wrapper,
         &format!(
-            "#!/bin/sh\nexec '{}' --config '{}' autosign \"$1\"\n",
+            "#!/bin/sh\nexec '{}' --config '{}' autosign -- \"$1\"\n",
             signer.display(),
             signer_yaml.display()
         ),
         0o755,
     )?;
-    let mut env: Vec<(String, String)> = moto
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    env.push(("SIGNER_LOG".into(), "info".into()));
     PuppetServer::start(&ServerOptions {
         autosign: Some(wrapper.to_owned()),
-        env,
+        env: autosign_env(moto),
         release: debian.puppet(),
         // Puppet 8 runs in a Debian 13 root: the wrapper's directory (the work dir, with the
         // signer's config, audit log and AWS certificate) is bound by the harness, the signer
         // binary's directory here
         extra_binds: signer.parent().map(Path::to_path_buf).into_iter().collect(),
+        install: Vec::new(),
     })
     .context("starting puppetserver")
 }

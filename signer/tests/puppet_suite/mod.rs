@@ -51,7 +51,7 @@ fn env() -> &'static Env {
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\nexec '{SIGNER}' --config '{}' autosign \"$1\"\n",
+                "#!/bin/sh\nexec '{SIGNER}' --config '{}' autosign -- \"$1\"\n",
                 config.display()
             ),
         )
@@ -75,6 +75,7 @@ fn env() -> &'static Env {
             env: envs,
             release: RELEASE,
             extra_binds: vec![signer_dir],
+            install: Vec::new(),
         })
         .unwrap_or_else(|e| panic!("{e:#}"));
         assert!(
