@@ -23,6 +23,8 @@ pub struct MemRegistry {
     pub slots_down: AtomicBool,
     /// Retirements: certname → (record, version).
     pub retired: Mutex<BTreeMap<String, (Retirement, u64)>>,
+    /// Retirements whose stored record is unreadable (`get_retirement` is `Err(Corrupt)`).
+    pub corrupt_retired: Mutex<std::collections::BTreeSet<String>>,
     next: AtomicU64,
     /// When set, every call fails with `Unreachable`.
     pub down: AtomicBool,
@@ -229,6 +231,18 @@ impl Registry for MemRegistry {
         certname: &str,
     ) -> Result<Option<(Retirement, Version)>, RegistryError> {
         self.up()?;
+        if self
+            .corrupt_retired
+            .lock()
+            .expect("lock")
+            .contains(certname)
+        {
+            return Err(RegistryError::Corrupt {
+                location: self.location(),
+                key: format!("retired/{certname}.json"),
+                reason: "switched corrupt by the test".into(),
+            });
+        }
         Ok(self
             .retired
             .lock()

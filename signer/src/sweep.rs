@@ -681,12 +681,27 @@ async fn clean_retired(
         .await
         .map_err(|e| format!("registry: listing retired certnames: {e}"))?;
     for name in names {
-        let Some((mut retirement, version)) = registry
-            .get_retirement(&name)
-            .await
-            .map_err(|e| format!("registry: reading the retirement of {name}: {e}"))?
-        else {
-            continue;
+        let (mut retirement, version) = match registry.get_retirement(&name).await {
+            Ok(Some(found)) => found,
+            Ok(None) => continue,
+            // One unreadable record must not stop every signing: it is reported, the hook and
+            // the sweep refuse its certname (fail closed), and the rest goes on.
+            Err(e @ schemas::registry::RegistryError::Corrupt { .. }) => {
+                report.push(
+                    audit,
+                    Item {
+                        certname: name.clone(),
+                        csr_sha256: String::new(),
+                        decision: Outcome::Skipped,
+                        check: Some(Check::Retired),
+                        reason: Some(format!(
+                            "the retirement record cannot be read ({e}); its certname is never signed, and nothing the CA holds under it is revoked until it is repaired"
+                        )),
+                    },
+                );
+                continue;
+            }
+            Err(e) => return Err(format!("registry: reading the retirement of {name}: {e}")),
         };
         if retirement.settled() {
             continue;
@@ -1020,6 +1035,32 @@ mod tests {
         assert_eq!((r.signed, r.revoked, r.rejected), (0, 0, 1), "{r:?}");
         assert_eq!(r.items[0].check, Some(Check::Retired));
         assert_eq!(*ca.signed.lock().unwrap(), 1);
+    }
+
+    /// One unreadable retirement record is reported and its certname never signed; the rest of
+    /// the run goes on (a legitimate CSR is signed).
+    #[tokio::test]
+    async fn an_unreadable_retirement_is_reported_and_the_rest_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path());
+        let mem = MemRegistry::default();
+        registered(&mem).await;
+        let broken = "1b7d3c59-5b4f-4f8e-9f0e-2d7f1f1f4a11";
+        let mut r = retirement();
+        r.certname = broken.into();
+        mem.retire(&r).await.unwrap();
+        mem.corrupt_retired.lock().unwrap().insert(broken.into());
+        let ca = ScriptedCa::with_csr(Spec::new(CN, "s").build(&craft::rsa_key(2048)));
+        let r = sweep_with(&c, &mem, &ca, false).await;
+        assert_eq!((r.signed, r.skipped), (1, 1), "{r:?}");
+        assert_eq!(r.items[0].certname, broken);
+        assert!(
+            r.items[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("never signed")
+        );
     }
 
     /// The registry cannot list retirements: the run stops before anything is signed.
