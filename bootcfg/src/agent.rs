@@ -73,13 +73,11 @@ pub fn run(args: RunArgs) -> u8 {
     } else if let Some(u) = args.imds_url {
         Datasource::Imds(u)
     } else {
+        // The image's own seed, when its `meta-data` exists as the image sees it (a symlink
+        // resolves inside the root, as on the instance); it is read through the root too.
         match Root::new(&args.common.root) {
-            Ok(r)
-                if r.resolve(SEED_DIR)
-                    .map(|p| p.join("meta-data").exists())
-                    .unwrap_or(false) =>
-            {
-                Datasource::Seed(r.resolve(SEED_DIR).expect("resolved above"))
+            Ok(r) if r.exists(&format!("{SEED_DIR}/meta-data")) => {
+                Datasource::RootSeed(r.path().join(SEED_DIR.trim_start_matches('/')))
             }
             _ => Datasource::Imds(crate::imds::DEFAULT_URL.to_owned()),
         }
@@ -282,7 +280,7 @@ fn fetch_and_parse(job: &Job, root: &Root, result: &mut RunResult) -> Result<Inp
         imds_request_timeout: Duration::from_secs(job.common.imds_request_timeout.max(1)),
     };
     tracing::info!(datasource = %job.ds.describe(), root = %root.path().display(), "fetching user-data");
-    let fetched = datasource::fetch(&job.ds, &opts).map_err(|e| {
+    let fetched = datasource::fetch(&job.ds, root, &opts).map_err(|e| {
         result.error = Some(format!("datasource {}: {e}", job.ds.describe()));
         exit::FAILED
     })?;
@@ -636,7 +634,7 @@ fn identity(ds: &Datasource, rsa2048: Option<String>) -> Identity {
             crate::imds::API_VERSION,
             crate::imds::IDENTITY_RSA2048
         )),
-        (Datasource::Seed(_), _) => Identity::Unavailable(format!(
+        (Datasource::Seed(_) | Datasource::RootSeed(_), _) => Identity::Unavailable(format!(
             "the datasource is {} (a seed directory); {ONLY_IMDS}",
             ds.describe()
         )),
