@@ -224,11 +224,11 @@ impl Decider<'_> {
             }
         };
         ev.csr_sha256.clone_from(&csr.sha256);
-        if let Some(r) = self.retired(certname).await? {
-            ev.verdict = Err(r);
-            return Ok(ev);
-        }
         if !csr.group.is_empty() {
+            if let Some(r) = self.retired(certname).await? {
+                ev.verdict = Err(r);
+                return Ok(ev);
+            }
             ev.verdict = self.evaluate_group(&csr, certname, now).await?;
             return Ok(ev);
         }
@@ -239,7 +239,18 @@ impl Decider<'_> {
             );
             return Ok(ev);
         }
-        let Some((reg, version)) = self.bounded(self.registry.get(certname)).await? else {
+        // The retirement and the registration are read together (one round trip of latency in
+        // the hook); a retirement refuses whatever the registration says, and either read
+        // failing is an error (fail closed).
+        let (retired, found) = tokio::join!(
+            self.retired(certname),
+            self.bounded(self.registry.get(certname))
+        );
+        if let Some(r) = retired? {
+            ev.verdict = Err(r);
+            return Ok(ev);
+        }
+        let Some((reg, version)) = found? else {
             ev.verdict = reject(
                 Check::Registration,
                 format!(
