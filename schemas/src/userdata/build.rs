@@ -545,12 +545,12 @@ pub(crate) fn build(ctx: &mut Ctx, root: &Node) -> UserData {
 
     // Source lines are checked last: whether a line is an `add-apt-repository` shortcut depends
     // on `add_apt_repo_match`, which may come after the sources.
-    let repo_re = regex::Regex::new(&ud.apt.add_apt_repo_match).ok();
+    let repo_re = RepoMatch::new(&ud.apt.add_apt_repo_match);
     for d in &st.source_lines {
         if let Some(src) = ud.apt.sources.get(d.source)
             && let Some(line) = &src.source
         {
-            source_line(ctx, d.node, &d.path, line, d.keyed, repo_re.as_ref());
+            source_line(ctx, d.node, &d.path, line, d.keyed, &repo_re);
         }
     }
     no_op_warnings(ctx, &st.main_list, &st.key_only, &ud);
@@ -1232,13 +1232,61 @@ fn source_entry<'n>(
     ok.then_some(src)
 }
 
+/// `add_apt_repo_match` as source lines are checked against it. The regex is compiled only
+/// when a line needs it: cloud-init's default, `^[\w-]+:\w`, is decided without it for a line
+/// that starts with ASCII (compiling its Unicode `\w` was a large part of `bootcfg validate`'s
+/// time, issue 16). A pattern that does not compile matches nothing.
+struct RepoMatch<'a> {
+    pattern: &'a str,
+    re: std::cell::OnceCell<Option<regex::Regex>>,
+}
+
+impl<'a> RepoMatch<'a> {
+    fn new(pattern: &'a str) -> Self {
+        RepoMatch {
+            pattern,
+            re: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn is_match(&self, line: &str) -> bool {
+        if self.pattern == DEFAULT_ADD_APT_REPO_MATCH
+            && let Some(m) = default_repo_match(line)
+        {
+            return m;
+        }
+        self.re
+            .get_or_init(|| regex::Regex::new(self.pattern).ok())
+            .as_ref()
+            .is_some_and(|re| re.is_match(line))
+    }
+}
+
+/// Whether `^[\w-]+:\w` matches `line`, when ASCII decides it: the run of `[A-Za-z0-9_-]` at
+/// the start ends at an ASCII character (Unicode `\w` and ASCII agree on ASCII), and the
+/// character after a `:` there is ASCII too. `None` when a non-ASCII character decides.
+fn default_repo_match(line: &str) -> Option<bool> {
+    let b = line.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let n = b.iter().take_while(|&&c| word(c) || c == b'-').count();
+    match b.get(n) {
+        Some(c) if !c.is_ascii() => None,
+        Some(b':') if n > 0 => match b.get(n + 1) {
+            Some(&c) if word(c) => Some(true),
+            Some(c) if !c.is_ascii() => None,
+            _ => Some(false),
+        },
+        _ => Some(false),
+    }
+}
+
 fn source_line(
     ctx: &mut Ctx,
     node: &Node,
     path: &str,
     line: &str,
     has_key: bool,
-    repo_re: Option<&regex::Regex>,
+    repo_re: &RepoMatch<'_>,
 ) {
     if !ctx.check(
         node,
@@ -1256,7 +1304,7 @@ fn source_line(
         );
         return;
     }
-    if repo_re.is_some_and(|re| re.is_match(line)) {
+    if repo_re.is_match(line) {
         // An add-apt-repository shortcut such as `ppa:user/name`: one argv word.
         if line.trim().contains(char::is_whitespace)
             || line.starts_with('-')
@@ -1656,4 +1704,45 @@ fn custom_attribute_name(ctx: &mut Ctx, node: &Node, path: &str, name: &str) -> 
         return false;
     }
     true
+}
+
+#[cfg(test)]
+mod repo_match_tests {
+    use super::*;
+
+    /// The default `add_apt_repo_match` decided without the regex agrees with the regex.
+    #[test]
+    fn the_default_pattern_agrees_with_its_regex() {
+        use proptest::prelude::*;
+        let re = regex::Regex::new(DEFAULT_ADD_APT_REPO_MATCH).unwrap();
+        let m = RepoMatch::new(DEFAULT_ADD_APT_REPO_MATCH);
+        for line in [
+            "",
+            ":",
+            "a:",
+            "a:b",
+            "ppa:owner/name",
+            "-:x",
+            "a-b:_",
+            "a:-",
+            "deb http://x y z",
+            "deb-src http://x y",
+            "cloud-archive:foo",
+            "é:x",
+            "a:é",
+            "aé:x",
+            "a:\u{300}",
+            " a:b",
+            "a\n:b",
+            "a:\nb",
+        ] {
+            assert_eq!(m.is_match(line), re.is_match(line), "{line:?}");
+        }
+        proptest!(|(line in "[a-z_:é\u{300} /-]{0,12}")| {
+            prop_assert_eq!(m.is_match(&line), re.is_match(&line));
+        });
+        // another pattern is its regex; one that does not compile matches nothing
+        assert!(RepoMatch::new("^x").is_match("xy") && !RepoMatch::new("^x").is_match("yx"));
+        assert!(!RepoMatch::new("(").is_match("("));
+    }
 }

@@ -162,10 +162,15 @@ pub const SOURCES_LIST_VARS: &[&str] = &[
 ];
 
 /// The `$VAR`/`${VAR}` names used in `text`, in order, with their byte offsets.
+///
+/// The regex is compiled once per process: compiling it on every call was most of
+/// `bootcfg validate`'s time (issue 16).
 pub fn variables(text: &str) -> Vec<(usize, String)> {
-    let re = regex::Regex::new(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-        .expect("static regex");
-    re.captures_iter(text)
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+            .expect("static regex")
+    });
+    RE.captures_iter(text)
         .map(|c| {
             let m = c.get(1).or_else(|| c.get(2)).expect("one group matches");
             (
@@ -447,7 +452,18 @@ pub fn is_deb822(text: &str) -> bool {
 /// `Types`, `URIs`, `Suites` (and `Components`, unless its suite is an exact path ending in `/`).
 pub fn sources_list_text(text: &str) -> Check {
     let deb822 = is_deb822(text);
-    let field = regex::Regex::new(r"^([A-Za-z0-9][A-Za-z0-9-]*):(\s|$)").expect("static regex");
+    // A field line: the name, and where the value starts. Compiled once per process.
+    static FIELD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^([A-Za-z0-9][A-Za-z0-9-]*):(\s|$)").expect("static regex")
+    });
+    let field = |l: &str| {
+        FIELD.captures(l).map(|c| {
+            (
+                c.get(1).expect("group 1").end(),
+                c.get(0).expect("match").end(),
+            )
+        })
+    };
     let one_line = |t: &str| {
         t.split_once([' ', '\t'])
             .is_some_and(|(k, _)| k == "deb" || k == "deb-src")
@@ -461,7 +477,7 @@ pub fn sources_list_text(text: &str) -> Check {
             if t.is_empty() || t.starts_with('#') || one_line(t) {
                 continue;
             }
-            if has_one_line && field.is_match(l) {
+            if has_one_line && field(l).is_some() {
                 return Err(problem(
                     format!(
                         "line {} (`{}`) is a deb822 field, but the template also has one-line `deb` entries: apt reads one format per file",
@@ -528,10 +544,10 @@ pub fn sources_list_text(text: &str) -> Check {
             last.2.push_str(l.trim());
             continue;
         }
-        match field.captures(l) {
-            Some(c) => {
-                let name = c.get(1).expect("group 1").as_str().to_owned();
-                let value = l[c.get(0).expect("match").end()..].trim().to_owned();
+        match field(l) {
+            Some((n, value_at)) => {
+                let name = l[..n].to_owned();
+                let value = l[value_at..].trim().to_owned();
                 stanza.push((i + 1, name, value));
             }
             None => {
