@@ -5,12 +5,15 @@
 #   sudo bench/run-all.sh            # ~10 minutes on 2 cores; writes ./BENCHMARKS.md
 #
 # Runs, each against its peer measured in the same run on the same machine:
-#   bench/agent-overhead.sh    bootcfg run vs cloud-init's four stages, same user-data, identical roots
-#   bench/validate.sh          bootcfg validate vs cloud-init schema -c, same 16 KB user-data
+#   bench/agent-overhead.sh    bootcfg run vs cloud-init's four stages, same user-data, identical roots:
+#                              whole run, each tool's own time (bench/proctrace.py), run's peak RSS
+#   bench/validate.sh          bootcfg validate vs cloud-init schema -c, same 16 KB user-data, with
+#                              both tools' start-up floors, interleaved
 #   bench/signer.sh            CSR-to-signed latency through the hook (real puppetserver) vs the
 #                              same server with a no-op autosign, interleaved (7.9 and 8.7), the
 #                              seed design's cron cycle (analytic), and the decision time
-#   bench/conductor-launch.sh  100 conductor launches vs a sequential AWS CLI loop, same moto
+#   bench/conductor-launch.sh  conductor launches vs a sequential AWS CLI loop, boto3 at the same
+#                              concurrency and moto's measured ceiling, same moto, interleaved
 #   plus the agent's binary sizes and peak RSS (from agent-overhead.sh).
 # A benchmark that fails is recorded as failed (with its output tail); the others still run.
 set -uo pipefail
@@ -42,7 +45,7 @@ run() { # name command...
     sed 's/^/   /' "$out/$name.txt" | grep -v '^   {' | tail -12
   fi
 }
-run agent      env RUNS="${RUNS:-5}" BOOTCFG="$target/release/bootcfg" bash bench/agent-overhead.sh
+run agent      env RUNS="${RUNS:-10}" BOOTCFG="$target/release/bootcfg" bash bench/agent-overhead.sh
 run validate   env RUNS="${VALIDATE_RUNS:-20}" BOOTCFG="$target/release/bootcfg" bash bench/validate.sh
 run signer     bash bench/signer.sh
 run conductor  env N="${N:-100}" bash bench/conductor-launch.sh
@@ -75,7 +78,10 @@ section() { # name title method
   echo
 }
 ratio() { # name pattern -> the first matching line of that benchmark's output, or "failed"
-  if [ "${status[$1]}" = 0 ]; then grep -m1 -- "$2" "$out/$1.txt" | sed 's/^ *//'; else echo "failed (exit ${status[$1]})"; fi
+  if [ "${status[$1]}" = 0 ]; then grep -m1 -- "$2" "$out/$1.txt" | sed 's/^ *//' | tr -s ' '; else echo "failed (exit ${status[$1]})"; fi
+}
+ratios() { # name pattern -> every matching line (one per Puppet Server release), joined with "; "
+  if [ "${status[$1]}" = 0 ]; then grep -- "$2" "$out/$1.txt" | sed 's/^ *//' | tr -s ' ' | paste -sd';' | sed 's/;/; /g'; else echo "failed (exit ${status[$1]})"; fi
 }
 
 cron_ratio() { # the seed design's ~120 s cron cycle over the hook's median latency
@@ -108,13 +114,14 @@ mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
   echo
   echo "| What | Peer (same run) | Result |"
   echo "|---|---|---|"
-  echo "| agent overhead: \`bootcfg run\` | cloud-init 22.4, four stages, same user-data, identical roots | $(ratio agent '^ratio') |"
-  echo "| agent's own time (duration minus child processes) | | $(ratio agent "own time") |"
-  echo "| \`bootcfg validate\` | \`cloud-init schema -c\` | $(ratio validate '^ratio') |"
-  echo "| CSR-to-signed latency through the hook | seed design's cron cycle (analytic) | $(ratio signer 'hook, CSR PUT'); $(ratio signer 'seed design'); $(cron_ratio) |"
-  echo "| signer decision time | | $(ratio signer 'in-process decision') |"
-  echo "| 100 conductor launches | sequential AWS CLI loop, same moto | $(ratio conductor '^ratio'); $(ratio conductor '^conductor'); $(ratio conductor '^AWS CLI') |"
-  echo "| agent peak RSS | | $(ratio agent 'peak RSS, no children') |"
+  echo "| agent, whole run (Python stage processes vs one native binary; no apt, packages or Puppet run): \`bootcfg run\` | cloud-init 22.4, four stages, same user-data, identical roots | $(ratio agent '^ratio (cloud-init/bootcfg), whole') |"
+  echo "| agent's own time (wall minus its children's lifetimes; own CPU), ptrace | cloud-init, the same way | $(ratio agent '^ratio (cloud-init/bootcfg), own'); $(ratio agent "^bootcfg's own time by its result.json") |"
+  echo "| \`bootcfg validate\`, 16 KB | \`cloud-init schema -c\` | $(ratio validate '^ratio'); $(ratio validate '^bootcfg validate <16'); start-up floor: $(ratio validate '^bootcfg --version') |"
+  echo "| CSR-to-signed latency through the hook (Puppet Server 7.9, then 8.7) | the same server release with a no-op autosign, interleaved (measured) | $(ratios signer '^puppetserver '); $(ratios signer 'hook, CSR PUT'); $(ratios signer '^no-op autosign'); $(ratios signer '^hook / no-op') |"
+  echo "| the same, against the seed design | its cron cycle (analytic, not measured) | $(ratio signer 'seed design'); $(cron_ratio) (analytic cycle over the measured 7.9 p50) |"
+  echo "| signer decision time (Puppet Server 7.9 run, then 8.7) | | $(ratios signer 'in-process decision') |"
+  echo "| conductor launches, ${N:-100} a round | sequential AWS CLI loop; boto3 at the same concurrency; moto's measured ceiling (bare RunInstances), same moto | $(ratio conductor '^ratio (CLI'); $(ratio conductor '^ratio (boto3'); $(ratio conductor '^conductor at'); launches/s min / median / max: $(ratio conductor '^conductor (') |"
+  echo "| agent peak RSS (\`bootcfg run\`) | | $(ratio agent '^bootcfg peak RSS') |"
   echo
   echo "## Agent binary size"
   echo
@@ -125,13 +132,19 @@ mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
   [ -n "$deb_size" ] && printf '| Debian package (release binary, xz) | bootcfg_*.deb | %.1f MB | |\n' "$(echo "$deb_size / 1048576" | bc -l)"
   echo
   section agent "Agent overhead: bootcfg vs cloud-init (bench/agent-overhead.sh)" \
-"Same user-data (apt conf, debconf selections, puppet.conf + CA + csr_attributes; no apt update, no package install, no Puppet run, so what remains is each agent's own cost) from the same NoCloud seed, in identical roots (copies of the harness's \`cloudinit.tar\` plus Debian's puppet-agent), in the same namespace runner. cloud-init runs its four boot stages; bootcfg runs \`bootcfg run --root\` (release build). Medians over ${RUNS:-5} runs of wall time, CPU (user+sys, children included, GNU time) and peak RSS (largest process of the tree). bootcfg's own time is from its result.json (duration minus time in child processes)."
+"Same user-data (apt conf, debconf selections, puppet.conf + CA + csr_attributes; no apt update, no package install, no Puppet run, so what remains is each agent's own cost) from the same NoCloud seed, in identical roots (copies of the harness's \`cloudinit.tar\` plus Debian's puppet-agent), in the same namespace runner. cloud-init runs its four boot stages; bootcfg runs \`bootcfg run --root\` (release build). ${RUNS:-10} runs each, alternating (bootcfg, cloud-init, bootcfg, ...), with min/median/max and the load average. Every command runs under \`bench/proctrace.py\` (ptrace; it stops a task only at its forks, execs and exit, where it reads the task's counters): wall; CPU of the tool and all its children (schedstat, ns); each tool's **own** time: own wall = wall minus the union of the lifetimes of the child processes it started (both tools wait for their children one at a time; cloud-init's \`tee\` of its output runs beside each stage and is not subtracted), own CPU = its own threads' CPU (the RUSAGE_SELF share, children excluded); peak RSS = VmHWM read at exit, of \`bootcfg run\`'s own process and of its largest child. bootcfg's own time by its result.json (duration minus time in child processes) is printed as a cross-check. The whole-run line compares four Python interpreter start-ups against one native binary with no apt run, package install or Puppet run: it is start-up cost, not a first boot."
   section validate "Validation: bootcfg validate vs cloud-init schema (bench/validate.sh)" \
-"The same ~16 KB user-data (16 keyed apt sources, packages, puppet), accepted by both; mean wall and CPU per run over ${VALIDATE_RUNS:-20} runs. cloud-init runs chrooted in the cloud-init root."
+"The same ~16 KB user-data (17 keyed apt sources, packages, puppet), accepted by both. ${VALIDATE_RUNS:-20} interleaved rounds; each round runs, once each and in this order: \`bootcfg --version\` and \`bootcfg validate\` of an empty file (bootcfg's start-up floors), \`bootcfg validate\` of the 16 KB, \`cloud-init --version\` (Python start-up and imports) and \`cloud-init schema -c\` of the 16 KB, both chrooted in the cloud-init root. Wall per run from a Python driver (posix_spawn to wait4), CPU from wait4's rusage; min/median/max, the per-round differences (the time without start-up) and the load average at start and end."
   section signer "Signing latency and decision time (bench/signer.sh)" \
 "Run once per Puppet Server release (7.9 from the host's Debian 12 packages, 8.7 from a Debian 13 root). A real relocatable puppetserver whose autosign is the signer, registry on moto S3: the time from the CSR PUT to a downloadable signed certificate, through the hook, interleaved (n=50 each) with a second server of the same release whose autosign is a no-op (\`exit 0\`), the floor any policy executable pays, with min/p50/p90/max, the ratio and the load average; a real agent's \`puppet ssl submit_request\` end to end; the signer process alone; and the in-process decision (parse, verify, checks, compare-and-swap consumption). The seed design signs from cron every 2 minutes, which is analytic, not measured."
-  section conductor "Launching: conductor vs a sequential AWS CLI loop (bench/conductor-launch.sh)" \
-"${N:-100} instances on one moto server: \`conductor launch --count ${N:-100}\` (debug build; create-only registration, RunInstances, compare-and-swap of the instance id, bounded concurrency) against a loop of \`aws s3api put-object --if-none-match '*'\` + \`aws ec2 run-instances\` per instance (awscli v1 in its own venv)."
+  section conductor "Launching: conductor vs a sequential AWS CLI loop, boto3 and moto's ceiling (bench/conductor-launch.sh)" \
+"One moto server, 10 interleaved rounds (order rotated each round, moto's state reset before each). Each round: \`conductor launch --count ${N:-100}\` (debug build; create-only registration, RunInstances, compare-and-swap of the instance id, concurrency 16); boto3 doing the registration + RunInstances for ${N:-100} instances on 16 threads (\`bench/launch-baseline.py\`; no preflight and no compare-and-swap, so less work than the conductor; timed as a whole process, like the conductor); moto's ceiling on this machine: ${N:-100} bare RunInstances (form POST over kept-alive HTTP, no S3) at concurrency 1 and 16, the faster median being the ceiling; and the sequential AWS CLI loop (\`aws s3api put-object --if-none-match '*'\` + \`aws ec2 run-instances\` per instance, awscli v1 in its own venv), 10 instances a round (its rate does not depend on the count). Launches per second, min/median/max, ratios of medians, load average. Python dependencies pinned in \`bench/requirements-bench.txt\`."
+  echo "## Not measured yet (issue 16)"
+  echo
+  echo "- A full first boot that installs packages and runs Puppet, both tools taking the packages from the same local mirror."
+  echo "- Time to join (first boot to signed certificate and first catalog), bootcfg and cloud-init with the same hook."
+  echo "- A sweep over 1,000 pending CSRs against a real puppetserver, against the bare CA API calls (list, fetch, sign) of a minimal client."
+  echo
   echo "Total: $(( $(date +%s) - start )) s."
 } > "$out/BENCHMARKS.md"
 mv "$out/BENCHMARKS.md" BENCHMARKS.md

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): `bootcfg validate` against `cloud-init schema -c` on the same ~16 KB
-# user-data (the EC2 limit for raw user-data). Prints mean wall time per run and the ratio.
+# user-data (the EC2 limit for raw user-data), interleaved, with each tool's start-up floor
+# measured in the same rounds (`bootcfg --version`, `bootcfg validate` of an empty file,
+# `cloud-init --version`). Prints min/median/max wall, median CPU, per-round differences and
+# the ratio, with the load average.
 #
 #   bash bench/validate.sh                 # builds bootcfg --release, 20 runs each
 #   RUNS=50 BOOTCFG=target/debug/bootcfg bash bench/validate.sh
@@ -77,22 +80,62 @@ size=$(stat -c %s "$ud/user-data.yaml")
 "$BOOTCFG" validate "$ud/user-data.yaml" >/dev/null
 chroot "$root" cloud-init schema -c /tmp/bench-user-data.yaml >/dev/null
 
-# Mean wall and CPU (user+sys, children included) milliseconds per run over $runs runs. CPU time
-# is the steadier number on a busy machine.
-measure() { # command...
-  local TIMEFORMAT='%R %U %S' t
-  t=$( { time (for _ in $(seq 1 "$runs"); do "$@" >/dev/null 2>&1; done) ; } 2>&1 )
-  awk -v t="$t" -v n="$runs" 'BEGIN { split(t, a, " "); printf "%.1f %.1f\n", a[1] * 1000 / n, (a[2] + a[3]) * 1000 / n }'
-}
-read -r b_wall b_cpu < <(measure "$BOOTCFG" validate "$ud/user-data.yaml")
-read -r c_wall c_cpu < <(measure chroot "$root" cloud-init schema -c /tmp/bench-user-data.yaml)
-rm -f "$root/tmp/bench-user-data.yaml"
-
+# Interleaved rounds: each round runs every command once, in the same order, so a change in
+# the machine's load hits them all alike. Per run: wall time (spawn to reap, from Python's
+# perf_counter around posix_spawn + wait4) and CPU time (user+sys of that child, from wait4's
+# rusage). The start-up floors: `bootcfg --version` (process start, dynamic linking, argument
+# parsing) and `bootcfg validate` of an empty file (the same plus reading a file and printing
+# the verdict); `cloud-init --version` (chrooted Python start-up and imports) for cloud-init.
+: > "$ud/empty.yaml"
 cloud_init_version=$(chroot "$root" cloud-init --version 2>&1 | awk '{print $2}')
-printf 'user-data: %d bytes, %d runs each, load average %s\n' "$size" "$runs" "$(cut -d' ' -f1 /proc/loadavg)"
-awk -v bw="$b_wall" -v bc="$b_cpu" -v cw="$c_wall" -v cc="$c_cpu" -v bin="$BOOTCFG" -v v="$cloud_init_version" 'BEGIN {
-  printf "                           wall ms/run  cpu ms/run\n"
-  printf "bootcfg validate          : %10.1f  %10.1f  (%s)\n", bw, bc, bin
-  printf "cloud-init schema -c      : %10.1f  %10.1f  (cloud-init %s)\n", cw, cc, v
-  printf "ratio (cloud-init/bootcfg): %9.1fx  %9.1fx\n", cw / bw, cc / bc
-}'
+python3 - "$runs" "$size" "$BOOTCFG" "$cloud_init_version" "$ud/user-data.yaml" "$ud/empty.yaml" "$root" <<'PY'
+import json, os, statistics as st, sys, time
+runs, size, bootcfg, civ, udf, empty, root = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
+cmds = [
+    ("bootcfg --version", [bootcfg, "--version"]),
+    ("bootcfg validate <empty file>", [bootcfg, "validate", empty]),
+    ("bootcfg validate <16 KB>", [bootcfg, "validate", udf]),
+    ("cloud-init --version", ["/usr/sbin/chroot", root, "cloud-init", "--version"]),
+    ("cloud-init schema -c <16 KB>", ["/usr/sbin/chroot", root, "cloud-init", "schema", "-c", "/tmp/bench-user-data.yaml"]),
+]
+devnull = os.open(os.devnull, os.O_WRONLY)
+fa = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
+def once(argv):
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=fa)
+    _, status, ru = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{argv} failed with {status}")
+    return wall * 1000, (ru.ru_utime + ru.ru_stime) * 1000
+load0 = open("/proc/loadavg").read().split()[:3]
+for argv in (c[1] for c in cmds):  # one untimed warm-up each (page cache)
+    once(argv)
+res = {name: [] for name, _ in cmds}
+for _ in range(runs):
+    for name, argv in cmds:
+        res[name].append(once(argv))
+load1 = open("/proc/loadavg").read().split()[:3]
+wall = {n: [r[0] for r in v] for n, v in res.items()}
+cpu = {n: [r[1] for r in v] for n, v in res.items()}
+mmm = lambda xs: (min(xs), st.median(xs), max(xs))
+print(f"user-data: {size} bytes; {runs} interleaved rounds (each round runs all five commands once); "
+      f"load average (1, 5, 15 min) start {' '.join(load0)}, end {' '.join(load1)}")
+print(f"{'':32} {'wall ms  min / median / max':>30}   {'cpu ms (user+sys) median':>24}")
+for n in wall:
+    print(f"{n:32} {'%8.2f / %8.2f / %8.2f' % mmm(wall[n]):>30}   {st.median(cpu[n]):24.2f}")
+B, E, V = wall["bootcfg validate <16 KB>"], wall["bootcfg validate <empty file>"], wall["bootcfg --version"]
+C, CV = wall["cloud-init schema -c <16 KB>"], wall["cloud-init --version"]
+paired = lambda a, b: mmm([x - y for x, y in zip(a, b)])
+print("per-round differences (same round, so the same load), wall ms  min / median / max:")
+print("  bootcfg validate <16 KB> - validate <empty file> (the 16 KB's own cost: read, decode, parse, check):  %.2f / %.2f / %.2f" % paired(B, E))
+print("  bootcfg validate <16 KB> - bootcfg --version (all but process start-up):                              %.2f / %.2f / %.2f" % paired(B, V))
+print("  cloud-init schema -c - cloud-init --version (all but interpreter start-up and imports):               %.2f / %.2f / %.2f" % paired(C, CV))
+ratios = [c / b for c, b in zip(C, B)]
+print("ratio (cloud-init/bootcfg), whole process, wall: %.1fx of medians; per round min / median / max %.1fx / %.1fx / %.1fx; cpu: %.1fx of medians"
+      % (st.median(C) / st.median(B), *mmm(ratios), st.median(cpu["cloud-init schema -c <16 KB>"]) / st.median(cpu["bootcfg validate <16 KB>"])))
+print(f"binaries: bootcfg {bootcfg}; cloud-init {civ} (chrooted in its Debian 12 root)")
+print(json.dumps({"runs": runs, "bootcfg_ms_median": st.median(B), "cloudinit_ms_median": st.median(C),
+                  "bootcfg_startup_ms_median": st.median(V), "ratio_wall_medians": round(st.median(C) / st.median(B), 2)}))
+PY
+rm -f "$root/tmp/bench-user-data.yaml"
