@@ -14,6 +14,8 @@
 #                              seed design's cron cycle (analytic), and the decision time
 #   bench/conductor-launch.sh  conductor launches vs a sequential AWS CLI loop, boto3 at the same
 #                              concurrency and moto's measured ceiling, same moto, interleaved
+#   bench/sweep.sh             signer sweep over SWEEP_N (1000) pending CSRs vs the bare CA API
+#                              calls (list, fetch, sign), SWEEP_ROUNDS (10) interleaved rounds
 #   plus the agent's binary sizes and peak RSS (from agent-overhead.sh).
 # A benchmark that fails is recorded as failed (with its output tail); the others still run.
 set -uo pipefail
@@ -49,6 +51,7 @@ run agent      env RUNS="${RUNS:-10}" BOOTCFG="$target/release/bootcfg" bash ben
 run validate   env RUNS="${VALIDATE_RUNS:-20}" BOOTCFG="$target/release/bootcfg" bash bench/validate.sh
 run signer     bash bench/signer.sh
 run conductor  env N="${N:-100}" bash bench/conductor-launch.sh
+run sweep      env N="${SWEEP_N:-1000}" ROUNDS="${SWEEP_ROUNDS:-10}" bash bench/sweep.sh
 
 size_line() { # label path
   if [ -f "$2" ]; then
@@ -121,6 +124,7 @@ mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
   echo "| the same, against the seed design | its cron cycle (analytic, not measured) | $(ratio signer 'seed design'); $(cron_ratio) (analytic cycle over the measured 7.9 p50) |"
   echo "| signer decision time (Puppet Server 7.9 run, then 8.7) | | $(ratios signer 'in-process decision') |"
   echo "| conductor launches, ${N:-100} a round | sequential AWS CLI loop; boto3 at the same concurrency; moto's measured ceiling (bare RunInstances), same moto | $(ratio conductor '^ratio (CLI'); $(ratio conductor '^ratio (boto3'); $(ratio conductor '^conductor at'); launches/s min / median / max: $(ratio conductor '^conductor (') |"
+  echo "| \`signer sweep\` over pending CSRs with registrations | the bare CA API calls it needs (list, fetch, sign) by a minimal client, same server, interleaved | $(ratio sweep '^sweep / bare'); $(ratio sweep ' pending CSRs a batch'); sweep: $(ratio sweep '^signer sweep'); bare: $(ratio sweep '^bare CA API') |"
   echo "| agent peak RSS (\`bootcfg run\`) | | $(ratio agent '^bootcfg peak RSS') |"
   echo
   echo "## Agent binary size"
@@ -139,11 +143,12 @@ mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 "Run once per Puppet Server release (7.9 from the host's Debian 12 packages, 8.7 from a Debian 13 root). A real relocatable puppetserver whose autosign is the signer, registry on moto S3: the time from the CSR PUT to a downloadable signed certificate, through the hook, interleaved (n=50 each) with a second server of the same release whose autosign is a no-op (\`exit 0\`), the floor any policy executable pays, with min/p50/p90/max, the ratio and the load average; a real agent's \`puppet ssl submit_request\` end to end; the signer process alone; and the in-process decision (parse, verify, checks, compare-and-swap consumption). The seed design signs from cron every 2 minutes, which is analytic, not measured."
   section conductor "Launching: conductor vs a sequential AWS CLI loop, boto3 and moto's ceiling (bench/conductor-launch.sh)" \
 "One moto server, 10 interleaved rounds (order rotated each round, moto's state reset before each). Each round: \`conductor launch --count ${N:-100}\` (debug build; create-only registration, RunInstances, compare-and-swap of the instance id, concurrency 16); boto3 doing the registration + RunInstances for ${N:-100} instances on 16 threads (\`bench/launch-baseline.py\`; no preflight and no compare-and-swap, so less work than the conductor; timed as a whole process, like the conductor); moto's ceiling on this machine: ${N:-100} bare RunInstances (form POST over kept-alive HTTP, no S3) at concurrency 1 and 16, the faster median being the ceiling; and the sequential AWS CLI loop (\`aws s3api put-object --if-none-match '*'\` + \`aws ec2 run-instances\` per instance, awscli v1 in its own venv), 10 instances a round (its rate does not depend on the count). Launches per second, min/median/max, ratios of medians, load average. Python dependencies pinned in \`bench/requirements-bench.txt\`."
+  section sweep "Sweeping pending CSRs: signer sweep vs the bare CA API calls (bench/sweep.sh)" \
+"One real puppetserver 7.9 without autosign (every CSR waits) and the moto S3 registry. Each round submits a batch of ${SWEEP_N:-1000} CSRs (8 RSA-2048 keys, a registration each) and times one \`signer sweep\` (debug build, a process: it lists, fetches each request, decides, consumes the registration with a compare-and-swap, re-fetches, signs and checks the issued certificate's key), and submits another batch of as many (no registrations) and times a minimal client in the test process that only lists, fetches each request and signs it, through the signer's own CA HTTP client (\`ApiCa\`, the same TLS stack). ${SWEEP_ROUNDS:-10} rounds, the order alternating; min/median/max, the ratio of medians, the load average."
   echo "## Not measured yet (issue 16)"
   echo
   echo "- A full first boot that installs packages and runs Puppet, both tools taking the packages from the same local mirror."
   echo "- Time to join (first boot to signed certificate and first catalog), bootcfg and cloud-init with the same hook."
-  echo "- A sweep over 1,000 pending CSRs against a real puppetserver, against the bare CA API calls (list, fetch, sign) of a minimal client."
   echo
   echo "Total: $(( $(date +%s) - start )) s."
 } > "$out/BENCHMARKS.md"

@@ -1574,3 +1574,162 @@ fn bench_hook_latency_and_decision_time() {
         "seed design (cron every 2 min + agent waitforcert 2m): ~120 s typical, up to ~240 s (analytic)"
     );
 }
+
+/// Benchmark (bench/sweep.sh), not a test: `signer sweep` over `BENCH_SWEEP_N` (default 1,000)
+/// pending CSRs with registrations, against a minimal client making only the CA API calls a sweep
+/// needs (list, fetch each request, sign each) on another batch of as many, on the same server
+/// (no autosign, so everything waits), interleaved for `BENCH_SWEEP_ROUNDS` (default 10) rounds,
+/// order alternating. The minimal client is the signer's own CA client (`ApiCa`: same HTTP
+/// stack), so the difference is what the sweep adds: the decision, the registry reads and the
+/// compare-and-swap consumption, the re-fetch before signing and the issued certificate's check.
+#[test]
+#[ignore = "benchmark: run by bench/sweep.sh"]
+fn bench_sweep_over_pending_csrs() {
+    let e = env();
+    let _g = serial();
+    let var = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (n, rounds) = (var("BENCH_SWEEP_N", 1000), var("BENCH_SWEEP_ROUNDS", 10));
+    let server = PuppetServer::start(&ServerOptions {
+        release: RELEASE,
+        ..Default::default()
+    })
+    .expect("starting a puppetserver without autosign");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("bench-sweep-{}", new_name());
+    let config = dir.path().join("signer.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registry: s3://{}/{prefix}\nca:\n  method: api\n  server_url: {}\n  client_cert: {}\n  client_key: {}\n  ca_bundle: {}\n  puppet_conf: {}\ndeadlines:\n  hook: 5s\n  registry: 10s\n  ca: 60s\naudit_log: {}\nlock_file: {}\n",
+            e.bucket,
+            server.url,
+            server.admin_cert.display(),
+            server.admin_key.display(),
+            server.ca_bundle.display(),
+            server.puppet_conf.display(),
+            dir.path().join("audit.jsonl").display(),
+            dir.path().join("sweep.lock").display()
+        ),
+    )
+    .unwrap();
+    let cfg = SignerConfig::parse(
+        &config.display().to_string(),
+        &std::fs::read_to_string(&config).unwrap(),
+    )
+    .unwrap();
+    let paths = signer::ca::resolve(&cfg.ca, cfg.deadlines.ca).unwrap();
+    let bare = signer::ca::ApiCa::new(&paths, cfg.deadlines.ca).unwrap();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new(moto::REGION))
+        .endpoint_url(e.moto.endpoint())
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .force_path_style(true)
+        .http_client(schemas::registry::aws::http_client())
+        .build();
+    let reg = S3Registry::with_client(
+        aws_sdk_s3::Client::from_conf(conf),
+        e.bucket.clone(),
+        prefix,
+    );
+    let keys: Vec<_> = (0..8).map(|_| craft::rsa_key(2048)).collect();
+    let sec = format!("secret-{}", secret());
+    let rt = rt();
+    let batch = |register: bool| -> Vec<String> {
+        let names: Vec<String> = (0..n).map(|_| new_name()).collect();
+        for (i, name) in names.iter().enumerate() {
+            if register {
+                let r = Registration::new(
+                    name,
+                    &sha256_hex(sec.as_bytes()),
+                    "bench",
+                    chrono::Utc::now(),
+                    chrono::Duration::minutes(60),
+                );
+                rt.block_on(reg.create(&r)).unwrap();
+            }
+            let pem = Spec::new(name, &sec).build(&keys[i % keys.len()]);
+            let (code, body) = server.submit_csr(name, &pem).unwrap();
+            assert_eq!(code, 200, "{body}");
+        }
+        names
+    };
+    let cfg_arg = config.display().to_string();
+    let (mut swept, mut minimal) = (Vec::new(), Vec::new());
+    let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    for round in 0..rounds {
+        for step in 0..2 {
+            if (round + step) % 2 == 0 {
+                let names = batch(true);
+                let t = std::time::Instant::now();
+                let out = signer(
+                    e,
+                    &["--config", &cfg_arg, "--output", "json", "sweep"],
+                    None,
+                    &[],
+                );
+                let took = t.elapsed().as_secs_f64();
+                let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+                    panic!("{err}: {}", String::from_utf8_lossy(&out.stderr))
+                });
+                assert_eq!(report["signed"], n, "{}", report["error"]);
+                assert!(server.has_cert(&names[n - 1]).unwrap());
+                swept.push(took);
+            } else {
+                let names = batch(false);
+                let t = std::time::Instant::now();
+                rt.block_on(async {
+                    let pending = bare.pending().await.unwrap();
+                    assert_eq!(pending.len(), n);
+                    for p in pending {
+                        let pem = bare.csr(&p.name).await.unwrap().expect("pending");
+                        assert!(!pem.is_empty());
+                        assert_eq!(bare.sign(&p.name).await.unwrap(), SignOutcome::Signed);
+                    }
+                });
+                minimal.push(t.elapsed().as_secs_f64());
+                assert!(server.has_cert(&names[n - 1]).unwrap());
+            }
+        }
+    }
+    let load_end = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (v[0], v[v.len() / 2], v[v.len() - 1])
+    };
+    let (smin, smed, smax) = stats(&mut swept);
+    let (bmin, bmed, bmax) = stats(&mut minimal);
+    let build = if cfg!(debug_assertions) {
+        "debug build"
+    } else {
+        "release build"
+    };
+    println!(
+        "\n== sweep benchmark ({build}; puppetserver {} ({RELEASE:?}))",
+        server.version
+    );
+    println!(
+        "{n} pending CSRs a batch, {rounds} rounds, order alternating; load average start {}, end {}",
+        load_start.trim(),
+        load_end.trim()
+    );
+    println!(
+        "signer sweep (decide, consume, re-fetch, sign, check the issued certificate), s: min {smin:.2} / median {smed:.2} / max {smax:.2}; {:.1} ms per CSR",
+        smed * 1000.0 / n as f64
+    );
+    println!(
+        "bare CA API (list, fetch, sign; the signer's own HTTP client), s: min {bmin:.2} / median {bmed:.2} / max {bmax:.2}; {:.1} ms per CSR",
+        bmed * 1000.0 / n as f64
+    );
+    println!(
+        "sweep / bare CA API: {:.2}x of medians (goal 1.5x)",
+        smed / bmed
+    );
+}
