@@ -476,18 +476,12 @@ async fn fault_setup(stem: &str, n: u32) -> FaultSetup {
 /// The conductor with every AWS call going through `proxy`.
 fn conductor_via(proxy: &FaultProxy, args: &[&str]) -> (i32, String, String, Duration) {
     let started = Instant::now();
-    let out = moto::shared()
-        .command(env!("CARGO_BIN_EXE_conductor"))
-        .env("AWS_ENDPOINT_URL", proxy.endpoint())
-        .args(args)
-        .output()
-        .expect("running conductor");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        started.elapsed(),
-    )
+    let (code, stdout, stderr) = common::conductor_with_env(
+        moto::shared(),
+        &[("AWS_ENDPOINT_URL", proxy.endpoint())],
+        args,
+    );
+    (code, stdout, stderr, started.elapsed())
 }
 
 /// Neither the live nor the terminated instance is retired: all or nothing.

@@ -1493,20 +1493,25 @@ mod tests {
         assert_eq!(v.unwrap_err().check, Check::Input);
     }
 
+    /// A decider on `mem` with `policy`: no retry grace, no Auto Scaling.
+    fn decider<'a>(mem: &'a MemRegistry, policy: &'a Policy) -> Decider<'a> {
+        Decider {
+            trust: builtin_trust(),
+            registry: mem,
+            policy,
+            registry_deadline: Duration::from_secs(1),
+            retry_grace: chrono::Duration::zero(),
+            membership: None,
+            who: "a".into(),
+        }
+    }
+
     #[tokio::test]
     async fn a_lost_compare_and_swap_is_a_rejection_and_registry_failure_an_error() {
         let mem = MemRegistry::default();
         mem.create(&registration()).await.unwrap();
         let policy = Policy::default();
-        let d = Decider {
-            trust: builtin_trust(),
-            registry: &mem,
-            policy: &policy,
-            registry_deadline: Duration::from_secs(1),
-            retry_grace: chrono::Duration::zero(),
-            membership: None,
-            who: "a".into(),
-        };
+        let d = decider(&mem, &policy);
         let pem = good().build(key());
         let a = d.evaluate(CN, &pem, Mode::Sweep, now()).await.unwrap();
         let b = d.evaluate(CN, &pem, Mode::Sweep, now()).await.unwrap();
@@ -1539,15 +1544,7 @@ mod tests {
         let mem = MemRegistry::default();
         mem.create(&registration()).await.unwrap();
         let policy = Policy::default();
-        let d = Decider {
-            trust: builtin_trust(),
-            registry: &mem,
-            policy: &policy,
-            registry_deadline: Duration::from_secs(1),
-            retry_grace: chrono::Duration::zero(),
-            membership: None,
-            who: "a".into(),
-        };
+        let d = decider(&mem, &policy);
         let pem = good().build(key());
         let ev = d.evaluate(CN, &pem, Mode::Hook, now()).await.unwrap();
         let approval = ev.verdict.unwrap();

@@ -157,6 +157,19 @@ fn check_installed(release: Release) -> Result<()> {
     Ok(())
 }
 
+/// The serial of a PEM certificate: lowercase hex without leading zeros.
+pub fn serial_hex(cert_pem: &[u8]) -> Result<String> {
+    asn1_hex(openssl::x509::X509::from_pem(cert_pem)?.serial_number())
+}
+
+fn asn1_hex(n: &openssl::asn1::Asn1IntegerRef) -> Result<String> {
+    Ok(n.to_bn()?
+        .to_hex_str()?
+        .to_ascii_lowercase()
+        .trim_start_matches('0')
+        .to_owned())
+}
+
 /// `dpkg -i` of the host file `deb` inside `root` (through a copy in the root's `/tmp`).
 fn install_deb(root: &Arc<crate::rootfs::Root>, deb: &Path) -> Result<()> {
     let name = deb
@@ -556,6 +569,19 @@ profiler: {{}}
     }
 
     /// Submit a CSR the way an agent does (`PUT certificate_request/<name>`); runs the autosign hook.
+    /// The serials the CA's CRL lists (`certificate_revocation_list/ca`), as [`serial_hex`] writes
+    /// them.
+    pub fn crl_serials(&self) -> Result<Vec<String>> {
+        let (code, pem) = self.anon("GET", "certificate_revocation_list/ca", None)?;
+        ensure!(code == 200, "CRL: HTTP {code}: {pem}");
+        let crl = openssl::x509::X509Crl::from_pem(pem.as_bytes())?;
+        crl.get_revoked()
+            .into_iter()
+            .flatten()
+            .map(|r| asn1_hex(r.serial_number()))
+            .collect()
+    }
+
     /// An environment `production` with an empty `node default {}`, so agents can fetch a
     /// catalog (kept if a test already wrote one).
     pub fn ensure_production(&self) -> Result<()> {

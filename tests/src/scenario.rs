@@ -577,7 +577,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     // (a) Replay after the instance is gone: terminated, reaped, its certificate revoked.
     n.say("");
     n.say(&format!("(a) replay: {instance_id} is terminated in EC2; `conductor reap` retires {certname}, `signer sweep` revokes its certificate; then its stolen user-data is replayed"));
-    let serial = cert_serial(&root.join(&cert))?;
+    let serial = crate::puppet::serial_hex(
+        &std::fs::read(root.join(&cert)).with_context(|| format!("reading /{cert} in the root"))?,
+    )?;
     let terminated = w.ec2(&format!(
         "Action=TerminateInstances&InstanceId.1={instance_id}"
     ))?;
@@ -610,11 +612,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         w.server.state(&certname)?.is_none(),
         "the CA still holds something for {certname} after the sweep"
     );
-    let (code, crl) = w
-        .server
-        .anon("GET", "certificate_revocation_list/ca", None)?;
-    ensure!(code == 200, "CRL: HTTP {code}: {crl}");
-    let revoked = crl_serials(&crl)?;
+    let revoked = w.server.crl_serials()?;
     ensure!(
         revoked.contains(&serial),
         "the CRL must list {certname}'s serial {serial}: {revoked:?}"
@@ -1140,31 +1138,6 @@ fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&format!("</{tag}>"))? + start;
     Some(&xml[start..end])
-}
-
-/// The serial of a PEM certificate, lowercase hex without leading zeros.
-fn cert_serial(path: &Path) -> Result<String> {
-    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let cert = openssl::x509::X509::from_pem(&pem)?;
-    hex_serial(cert.serial_number())
-}
-
-fn hex_serial(n: &openssl::asn1::Asn1IntegerRef) -> Result<String> {
-    Ok(n.to_bn()?
-        .to_hex_str()?
-        .to_ascii_lowercase()
-        .trim_start_matches('0')
-        .to_owned())
-}
-
-/// The serials a PEM CRL lists.
-fn crl_serials(pem: &str) -> Result<Vec<String>> {
-    let crl = openssl::x509::X509Crl::from_pem(pem.as_bytes())?;
-    crl.get_revoked()
-        .into_iter()
-        .flatten()
-        .map(|r| hex_serial(r.serial_number()))
-        .collect()
 }
 
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {

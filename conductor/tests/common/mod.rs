@@ -74,8 +74,18 @@ pub fn no_image(path: &std::path::Path) {
 
 /// Run the conductor binary against `moto` (env vars only). Returns (exit code, stdout, stderr).
 pub fn conductor(moto: &Moto, args: &[&str]) -> (i32, String, String) {
+    conductor_with_env(moto, &[], args)
+}
+
+/// [`conductor`] with `env` set over moto's (e.g. `AWS_ENDPOINT_URL` of a fault proxy).
+pub fn conductor_with_env(
+    moto: &Moto,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (i32, String, String) {
     let out = moto
         .command(env!("CARGO_BIN_EXE_conductor"))
+        .envs(env.iter().copied())
         .args(args)
         .output()
         .expect("running conductor");

@@ -140,6 +140,11 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn registry(e: &Env) -> S3Registry {
+    registry_at(e, "reg")
+}
+
+/// The registry on moto's bucket under `prefix`, as the signer configured for it sees it.
+fn registry_at(e: &Env, prefix: &str) -> S3Registry {
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
         .region(aws_sdk_s3::config::Region::new(moto::REGION))
@@ -153,7 +158,7 @@ fn registry(e: &Env) -> S3Registry {
     S3Registry::with_client(
         aws_sdk_s3::Client::from_conf(conf),
         e.bucket.clone(),
-        "reg".into(),
+        prefix.into(),
     )
 }
 
@@ -1036,23 +1041,6 @@ fn sweep_never_signs_a_decommissioned_node_again() {
     assert_eq!(state(e, &name).as_deref(), Some("signed"));
 }
 
-/// Serials the CA's CRL lists, as lowercase hex without leading zeros.
-fn crl_serials(e: &Env) -> Vec<String> {
-    let (code, pem) = e
-        .server
-        .anon("GET", "certificate_revocation_list/ca", None)
-        .unwrap();
-    assert_eq!(code, 200, "{pem}");
-    let crl = ::openssl::x509::X509Crl::from_pem(pem.as_bytes()).unwrap();
-    crl.get_revoked()
-        .map(|list| list.iter().map(|r| hex_serial(r.serial_number())).collect())
-        .unwrap_or_default()
-}
-
-fn hex_serial(n: &::openssl::asn1::Asn1IntegerRef) -> String {
-    n.to_bn().unwrap().to_hex_str().unwrap().to_lowercase()
-}
-
 /// Issue 15: an instance enrolls, fetches its catalog, is terminated and reaped (the retirement
 /// `conductor reap` writes). The sweep (`--dry-run` first, which changes nothing) revokes its
 /// certificate through the CA API: the CRL lists the serial, the CA holds nothing under the name,
@@ -1081,11 +1069,7 @@ fn a_retired_node_is_revoked_and_cleaned_and_never_signed_again() {
             .server
             .anon("GET", &format!("certificate/{name}"), None)
             .unwrap();
-        let serial = hex_serial(
-            ::openssl::x509::X509::from_pem(cert.as_bytes())
-                .unwrap()
-                .serial_number(),
-        );
+        let serial = testkit::puppet::serial_hex(cert.as_bytes()).unwrap();
 
         let retirement = Retirement::new(
             &name,
@@ -1117,9 +1101,9 @@ fn a_retired_node_is_revoked_and_cleaned_and_never_signed_again() {
             "{how}: the CA holds nothing under the name"
         );
         assert!(
-            crl_serials(e).contains(&serial),
+            e.server.crl_serials().unwrap().contains(&serial),
             "{how}: the CRL must list serial {serial}: {:?}",
-            crl_serials(e)
+            e.server.crl_serials().unwrap()
         );
         let cleaned = rt()
             .block_on(registry(e).get_retirement(&name))
@@ -1624,21 +1608,7 @@ fn bench_sweep_over_pending_csrs() {
     .unwrap();
     let paths = signer::ca::resolve(&cfg.ca, cfg.deadlines.ca).unwrap();
     let bare = signer::ca::ApiCa::new(&paths, cfg.deadlines.ca).unwrap();
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_s3::config::Region::new(moto::REGION))
-        .endpoint_url(e.moto.endpoint())
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .force_path_style(true)
-        .http_client(schemas::registry::aws::http_client())
-        .build();
-    let reg = S3Registry::with_client(
-        aws_sdk_s3::Client::from_conf(conf),
-        e.bucket.clone(),
-        prefix,
-    );
+    let reg = registry_at(e, &prefix);
     let keys: Vec<_> = (0..8).map(|_| craft::rsa_key(2048)).collect();
     let sec = format!("secret-{}", secret());
     let rt = rt();
