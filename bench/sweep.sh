@@ -5,7 +5,7 @@
 # ROUNDS rounds with the order alternating. Prints min/median/max of each, the ratio of medians and
 # the load average. Needs `sudo tests/setup.sh` first.
 #
-#   bench/sweep.sh                       # N=1000 CSRs a batch, 10 rounds (about 50 minutes on 2 cores)
+#   bench/sweep.sh                       # N=1000 CSRs a batch, 10 rounds (estimated: about 50 minutes on 2 cores)
 #   N=250 ROUNDS=10 bench/sweep.sh       # smaller batches
 #   bench/sweep.sh 8                     # against Puppet Server 8.7 instead of 7.9
 set -euo pipefail
