@@ -335,6 +335,11 @@ impl<'a> Engine<'a> {
             None => false,
         };
         let out = self.runner.run(cmd);
+        // dpkg ran without per-file fsyncs (debian::UNSAFE_IO): one syncfs makes its work
+        // durable before the intent goes and before a later step builds on it
+        if cmd.apt && out.is_ok() {
+            self.ctx.root.sync()?;
+        }
         // apt finished, well or not: only a kill leaves the intent behind (a failed install must
         // not be retried by the recovery of a later run whose user-data no longer asks for it)
         if intent {

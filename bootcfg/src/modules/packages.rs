@@ -1,7 +1,8 @@
 //! `apt-get update` (once per run), `dist-upgrade`, package installs, reboot-if-required.
 //!
-//! Every apt call: `apt-get -o Dpkg::Options::=--force-confold -o Acquire::Retries=3
-//! --assume-yes --quiet …` with `DEBIAN_FRONTEND=noninteractive`, after waiting for the dpkg/apt
+//! Every apt call: `apt-get -o Dpkg::Options::=--force-confold -o
+//! Dpkg::Options::=--force-unsafe-io -o Acquire::Retries=3 --assume-yes --quiet …` (the root
+//! synced once the command succeeds: [`crate::debian::UNSAFE_IO`]) with `DEBIAN_FRONTEND=noninteractive`, after waiting for the dpkg/apt
 //! locks (`--lock-timeout`); transient network failures are retried (see [`crate::runner`]).
 //! Before the first apt call of a run, an interrupted dpkg (e.g. after a kill -9: its journal
 //! `/var/lib/dpkg/updates` not empty, packages unpacked or flagged for a reinstall, whatever
@@ -90,7 +91,7 @@ mod tests {
             "packages",
             &Packages.plan(&ud, &ctx, &mut PlanState::default()).unwrap(),
         );
-        let subs: Vec<String> = cmds.iter().map(|c| c.argv[7..].join(" ")).collect();
+        let subs: Vec<String> = cmds.iter().map(|c| c.argv[9..].join(" ")).collect();
         // the install is simulated first: what it is about to install is recorded for a rerun
         // after a kill (engine::APT_INTENT)
         assert_eq!(
@@ -243,7 +244,7 @@ mod tests {
             steps
                 .iter()
                 .filter_map(|s| s.command.clone())
-                .map(|c| c.replace("apt-get -o Dpkg::Options::=--force-confold -o Acquire::Retries=3 --assume-yes --quiet", "apt-get"))
+                .map(|c| c.replace("apt-get -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-unsafe-io -o Acquire::Retries=3 --assume-yes --quiet", "apt-get"))
                 .collect()
         };
         let want = [
@@ -373,6 +374,6 @@ mod tests {
             &Packages.plan(&ud, &ctx, &mut PlanState::default()).unwrap(),
         );
         assert_eq!(cmds[0].argv.join(" "), CONFIGURE);
-        assert_eq!(cmds[1].argv[7..], ["install", "-f"]);
+        assert_eq!(cmds[1].argv[9..], ["install", "-f"]);
     }
 }
