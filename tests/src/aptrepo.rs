@@ -63,6 +63,12 @@ impl AptRepo {
 
     /// Builds, signs and serves a new repo.
     pub fn start() -> AptRepo {
+        AptRepo::start_with(&[])
+    }
+
+    /// Builds, signs and serves a new repo that also holds `extra_debs` (copied into its pool and
+    /// indexed with the test package): a local mirror of real Debian packages.
+    pub fn start_with(extra_debs: &[PathBuf]) -> AptRepo {
         for tool in ["gpg", "dpkg-deb", "dpkg-scanpackages", "python3"] {
             crate::rootfs::require_tool(tool);
         }
@@ -142,6 +148,14 @@ impl AptRepo {
                 .arg(&deb),
             "dpkg-deb --build",
         );
+
+        let mirror = www.join("pool/main/mirror");
+        fs::create_dir_all(&mirror).expect("mkdir pool/main/mirror");
+        for deb in extra_debs {
+            let name = deb.file_name().expect("a .deb file name");
+            fs::copy(deb, mirror.join(name))
+                .unwrap_or_else(|e| panic!("copying {} into the repo: {e}", deb.display()));
+        }
 
         // Indexes.
         let bin = format!("dists/{SUITE}/main/binary-amd64");

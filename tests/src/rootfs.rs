@@ -77,8 +77,49 @@ pub struct Root {
 impl Root {
     /// Untars `<name>.tar` into a fresh directory (about 0.5 s for base.tar).
     pub fn fresh(name: &str) -> Root {
-        require_root();
         let tar = snapshot(name);
+        Root::made(name, |path| {
+            let out = Command::new("tar")
+                .arg("-C")
+                .arg(path)
+                .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xf"])
+                .arg(&tar)
+                .output()
+                .expect("running tar");
+            assert!(
+                out.status.success(),
+                "unpacking {} failed: {}",
+                tar.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            format!("{name}.tar")
+        })
+    }
+
+    /// A private copy (`cp -a`) of an unpacked root `template` (a root a test or benchmark
+    /// prepared once), like [`Root::fresh`] otherwise.
+    pub fn copy_of(template: &Path, name: &str) -> Root {
+        Root::made(name, |path| {
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", template.display()))
+                .arg(path)
+                .output()
+                .expect("running cp");
+            assert!(
+                out.status.success(),
+                "copying {} failed: {}",
+                template.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            template.display().to_string()
+        })
+    }
+
+    /// A fresh directory under `$BOOTCFG_TEST_HOME/tmp` filled by `fill` (which returns what it
+    /// copied, for the log line).
+    fn made(name: &str, fill: impl FnOnce(&Path) -> String) -> Root {
+        require_root();
         let tmp = test_home().join("tmp");
         fs::create_dir_all(&tmp).expect("creating $BOOTCFG_TEST_HOME/tmp");
         let dir = tempfile::Builder::new()
@@ -88,22 +129,10 @@ impl Root {
         let path = dir.path().join("root");
         fs::create_dir(&path).expect("creating the root dir");
         let t0 = Instant::now();
-        let out = Command::new("tar")
-            .arg("-C")
-            .arg(&path)
-            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xf"])
-            .arg(&tar)
-            .output()
-            .expect("running tar");
-        assert!(
-            out.status.success(),
-            "unpacking {} failed: {}",
-            tar.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let from = fill(&path);
         let copy_time = t0.elapsed();
         eprintln!(
-            "[testkit] fresh root {} from {name}.tar in {:.2?}",
+            "[testkit] fresh root {} from {from} in {:.2?}",
             path.display(),
             copy_time
         );

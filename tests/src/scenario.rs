@@ -254,30 +254,11 @@ pub fn run(opts: &Options) -> Result<Report> {
     let (audit_in_config, lock_in_config) = layout.audit_and_lock();
     write_file(
         &layout.config_on_host(),
-        &format!(
-            "registry: s3://{BUCKET}/reg\nca:\n  method: api\n  server_url: {}\n  client_cert: {}\n  client_key: {}\n  ca_bundle: {}\ndeadlines:\n  hook: 10s\n  registry: 5s\n  ca: 20s\npolicy:\n  identity:\n    accounts: [\"{}\"]\n    # the harness's stand-in for AWS's RSA-2048 certificates (tests only)\n    certificates: {}\naudit_log: {}\nlock_file: {}\n",
-            server.url,
-            server.admin_cert.display(),
-            server.admin_key.display(),
-            server.ca_bundle.display(),
-            crate::iid::MOTO_ACCOUNT,
-            aws_bundle.display(),
-            audit_in_config.display(),
-            lock_in_config.display()
-        ),
+        &signer_yaml(&server, &aws_bundle, &audit_in_config, &lock_in_config),
         0o640,
     )?;
     let audit = layout.audit_on_host();
-    // The catalog every node gets: one file, so "applied a catalog" is visible in the root.
-    write_file(
-        &server
-            .root
-            .join("code/environments/production/manifests/site.pp"),
-        &format!(
-            "node default {{\n  file {{ '/{MANAGED_FILE}':\n    ensure  => file,\n    mode    => '0644',\n    content => \"managed by Puppet for ${{trusted['certname']}}\\n\",\n  }}\n}}\n"
-        ),
-        0o644,
-    )?;
+    write_site_pp(&server)?;
     n.say(&format!(
         "Puppet Server {} (Debian package, relocatable instance): {} — CA state in {}",
         server.version,
@@ -813,9 +794,7 @@ impl World {
     /// The identity document EC2 would serve `instance_id` (launched now from the test AMI in
     /// moto's account and region) and its `rsa2048` signature by the stand-in for AWS.
     fn identity_of(&self, instance_id: &str) -> (String, String) {
-        let doc = Doc::new(instance_id, crate::moto::AMI, crate::moto::REGION).render();
-        let sig = self.aws.sign(&doc);
-        (doc, sig)
+        identity_of(&self.aws, instance_id)
     }
 
     /// The whole stored registration record (`conductor list --output json` shows a summary).
@@ -865,38 +844,16 @@ impl World {
         Ok((name, iid, ud))
     }
 
-    /// A GET to moto for `service` (unsigned; the credential scope routes it).
     fn aws_get(&self, service: &str, path: &str) -> Result<(u16, String)> {
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0",
-            crate::moto::REGION
-        );
-        self.moto
-            .http_with("GET", path, &[("Authorization", &auth)], b"")
+        aws_get(&self.moto, service, path)
     }
 
-    /// An EC2 Query API call to moto.
     fn ec2(&self, query: &str) -> Result<String> {
-        let (code, body) = self.aws_get("ec2", &format!("/?{query}&Version=2016-11-15"))?;
-        ensure!(code == 200, "EC2 {query}: HTTP {code}: {body}");
-        Ok(body)
+        ec2_query(&self.moto, query)
     }
 
-    /// `DescribeInstanceAttribute userData`, decoded (base64, then gunzip if gzipped).
     fn user_data(&self, instance_id: &str) -> Result<Vec<u8>> {
-        let body = self.ec2(&format!(
-            "Action=DescribeInstanceAttribute&InstanceId={instance_id}&Attribute=userData"
-        ))?;
-        let b64 = xml_value(&body, "userData")
-            .and_then(|s| xml_value(s, "value"))
-            .with_context(|| format!("no userData in {body}"))?;
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim())?;
-        if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut text = Vec::new();
-            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut text)?;
-            return Ok(text);
-        }
-        Ok(raw)
+        instance_user_data(&self.moto, instance_id)
     }
 
     fn private_dns_name(&self, instance_id: &str) -> Result<String> {
@@ -1034,6 +991,87 @@ impl World {
     }
 }
 
+/// The signer's config for `server` with the registry in the scenario's bucket: the API method
+/// with the server's admin credentials, identity documents checked against `aws_bundle` (the
+/// harness's stand-in for AWS), short deadlines for a test machine.
+pub fn signer_yaml(server: &PuppetServer, aws_bundle: &Path, audit: &Path, lock: &Path) -> String {
+    let (server_url, admin_cert, admin_key, ca_bundle) = (
+        &server.url,
+        server.admin_cert.display(),
+        server.admin_key.display(),
+        server.ca_bundle.display(),
+    );
+    let (account, aws_bundle, audit, lock) = (
+        crate::iid::MOTO_ACCOUNT,
+        aws_bundle.display(),
+        audit.display(),
+        lock.display(),
+    );
+    format!(
+        "registry: s3://{BUCKET}/reg\nca:\n  method: api\n  server_url: {server_url}\n  client_cert: {admin_cert}\n  client_key: {admin_key}\n  ca_bundle: {ca_bundle}\ndeadlines:\n  hook: 10s\n  registry: 5s\n  ca: 20s\npolicy:\n  identity:\n    accounts: [\"{account}\"]\n    # the harness's stand-in for AWS's RSA-2048 certificates (tests only)\n    certificates: {aws_bundle}\naudit_log: {audit}\nlock_file: {lock}\n"
+    )
+}
+
+/// The catalog every node gets from `server`: one file, so "applied a catalog" is visible in the
+/// node's root ([`MANAGED_FILE`], naming the node's certname).
+pub fn write_site_pp(server: &PuppetServer) -> Result<()> {
+    write_file(
+        &server
+            .root
+            .join("code/environments/production/manifests/site.pp"),
+        &format!(
+            "node default {{\n  file {{ '/{MANAGED_FILE}':\n    ensure  => file,\n    mode    => '0644',\n    content => \"managed by Puppet for ${{trusted['certname']}}\\n\",\n  }}\n}}\n"
+        ),
+        0o644,
+    )
+}
+
+/// The scenario's registry bucket (`s3://BUCKET/reg`).
+pub const REGISTRY_BUCKET: &str = BUCKET;
+
+/// `DescribeInstanceAttribute userData` of `instance_id` on `moto`, decoded (base64, then gunzip
+/// if gzipped): the user-data EC2 serves the instance.
+pub fn instance_user_data(moto: &Moto, instance_id: &str) -> Result<Vec<u8>> {
+    let body = ec2_query(
+        moto,
+        &format!("Action=DescribeInstanceAttribute&InstanceId={instance_id}&Attribute=userData"),
+    )?;
+    let b64 = xml_value(&body, "userData")
+        .and_then(|s| xml_value(s, "value"))
+        .with_context(|| format!("no userData in {body}"))?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim())?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&raw[..]), &mut text)?;
+        return Ok(text);
+    }
+    Ok(raw)
+}
+
+/// A GET to moto for `service` (unsigned; the credential scope routes it).
+fn aws_get(moto: &Moto, service: &str, path: &str) -> Result<(u16, String)> {
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0",
+        crate::moto::REGION
+    );
+    moto.http_with("GET", path, &[("Authorization", &auth)], b"")
+}
+
+/// An EC2 Query API call to moto.
+fn ec2_query(moto: &Moto, query: &str) -> Result<String> {
+    let (code, body) = aws_get(moto, "ec2", &format!("/?{query}&Version=2016-11-15"))?;
+    ensure!(code == 200, "EC2 {query}: HTTP {code}: {body}");
+    Ok(body)
+}
+
+/// The identity document EC2 would serve `instance_id` (launched from the test AMI in moto's
+/// account and region) and its `rsa2048` signature by `aws`, the stand-in for AWS.
+pub fn identity_of(aws: &TestAws, instance_id: &str) -> (String, String) {
+    let doc = Doc::new(instance_id, crate::moto::AMI, crate::moto::REGION).render();
+    let sig = aws.sign(&doc);
+    (doc, sig)
+}
+
 /// conductor.yaml for the test server: the agent settings a chroot on a loaded machine needs
 /// (no 30 s keep-alive stall, 2048-bit keys) and one foreground run that does not wait for a signer.
 fn conductor_config(server: &PuppetServer) -> String {
@@ -1140,7 +1178,7 @@ fn xml_value<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     Some(&xml[start..end])
 }
 
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;

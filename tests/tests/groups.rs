@@ -38,9 +38,9 @@ use testkit::{bins, chroot, rootfs, scenario};
 const BUCKET: &str = "bootcfg-groups";
 const GROUP: &str = "web";
 const ASG: &str = "web-asg";
-/// The bootcfg group attribute and identity attribute (schemas::oids; testkit does not depend on schemas).
-const ENROLLMENT_GROUP_OID: &str = "2.25.21848522479457575584705804499840491058";
-const INSTANCE_IDENTITY_OID: &str = "2.25.41049724980421354458196321678071596567";
+/// The bootcfg group attribute and identity attribute, from the one OID table.
+const ENROLLMENT_GROUP_OID: &str = schemas::oids::ENROLLMENT_GROUP;
+const INSTANCE_IDENTITY_OID: &str = schemas::oids::INSTANCE_IDENTITY;
 const OTHER_AMI: &str = "ami-0fedcba9876543210";
 const OTHER_ACCOUNT: &str = "210987654321";
 
