@@ -9,6 +9,13 @@
 #   bench/signer.sh 7        # one of them
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The signer process measured is a release build (SIGNER=path to measure another binary).
+if [ -z "${SIGNER:-}" ]; then
+  cargo build -q --release -p signer
+  target=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  SIGNER=$target/release/signer
+fi
+export BENCH_SIGNER=$SIGNER
 case "${1:-both}" in
   7) tests=(--test puppet) ;;
   8) tests=(--test puppet8) ;;

@@ -10,6 +10,13 @@
 #   bench/sweep.sh 8                     # against Puppet Server 8.7 instead of 7.9
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The signer process measured is a release build (SIGNER=path to measure another binary).
+if [ -z "${SIGNER:-}" ]; then
+  cargo build -q --release -p signer
+  target=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+  SIGNER=$target/release/signer
+fi
+export BENCH_SIGNER=$SIGNER
 case "${1:-7}" in
   7) test=puppet ;;
   8) test=puppet8 ;;

@@ -87,11 +87,20 @@ chroot "$root" cloud-init schema -c /tmp/bench-user-data.yaml >/dev/null
 # parsing) and `bootcfg validate` of an empty file (the same plus reading a file and printing
 # the verdict); `cloud-init --version` (chrooted Python start-up and imports) for cloud-init.
 : > "$ud/empty.yaml"
+# The floors under any native program here, in the same rounds: a C program that returns at once,
+# and the same linked to libssl and libcrypto (which bootcfg links: TLS, and validate's X.509
+# checks) but calling nothing in them.
+command -v cc >/dev/null || { echo "bench/validate.sh: no C compiler (apt-get install build-essential)" >&2; exit 2; }
+printf 'int main(void) { return 0; }\n' > "$ud/floor.c"
+cc -O2 -o "$ud/floor-c" "$ud/floor.c"
+cc -O2 -o "$ud/floor-ssl" "$ud/floor.c" -Wl,--no-as-needed -lssl -lcrypto
 cloud_init_version=$(chroot "$root" cloud-init --version 2>&1 | awk '{print $2}')
-python3 - "$runs" "$size" "$BOOTCFG" "$cloud_init_version" "$ud/user-data.yaml" "$ud/empty.yaml" "$root" <<'PY'
+python3 - "$runs" "$size" "$BOOTCFG" "$cloud_init_version" "$ud/user-data.yaml" "$ud/empty.yaml" "$root" "$ud" <<'PY'
 import json, os, statistics as st, sys, time
-runs, size, bootcfg, civ, udf, empty, root = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
+runs, size, bootcfg, civ, udf, empty, root, ud = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
 cmds = [
+    ("floor: C, returns at once", [f"{ud}/floor-c"]),
+    ("floor: C + libssl/libcrypto", [f"{ud}/floor-ssl"]),
     ("bootcfg --version", [bootcfg, "--version"]),
     ("bootcfg validate <empty file>", [bootcfg, "validate", empty]),
     ("bootcfg validate <16 KB>", [bootcfg, "validate", udf]),
@@ -119,7 +128,7 @@ load1 = open("/proc/loadavg").read().split()[:3]
 wall = {n: [r[0] for r in v] for n, v in res.items()}
 cpu = {n: [r[1] for r in v] for n, v in res.items()}
 mmm = lambda xs: (min(xs), st.median(xs), max(xs))
-print(f"user-data: {size} bytes; {runs} interleaved rounds (each round runs all five commands once); "
+print(f"user-data: {size} bytes; {runs} interleaved rounds (each round runs all seven commands once); "
       f"load average (1, 5, 15 min) start {' '.join(load0)}, end {' '.join(load1)}")
 print(f"{'':32} {'wall ms  min / median / max':>30}   {'cpu ms (user+sys) median':>24}")
 for n in wall:
@@ -131,6 +140,9 @@ print("per-round differences (same round, so the same load), wall ms  min / medi
 print("  bootcfg validate <16 KB> - validate <empty file> (the 16 KB's own cost: read, decode, parse, check):  %.2f / %.2f / %.2f" % paired(B, E))
 print("  bootcfg validate <16 KB> - bootcfg --version (all but process start-up):                              %.2f / %.2f / %.2f" % paired(B, V))
 print("  cloud-init schema -c - cloud-init --version (all but interpreter start-up and imports):               %.2f / %.2f / %.2f" % paired(C, CV))
+F = wall["floor: C + libssl/libcrypto"]
+print("  bootcfg --version - floor: C + libssl/libcrypto (Rust runtime, bootcfg's own image, argument parsing): %.2f / %.2f / %.2f" % paired(V, F))
+print("the ratio any program that loads libssl/libcrypto could reach here (cloud-init schema -c / that floor, of medians): %.0fx" % (st.median(C) / st.median(F)))
 ratios = [c / b for c, b in zip(C, B)]
 print("ratio (cloud-init/bootcfg), whole process, wall: %.1fx of medians; per round min / median / max %.1fx / %.1fx / %.1fx; cpu: %.1fx of medians"
       % (st.median(C) / st.median(B), *mmm(ratios), st.median(cpu["cloud-init schema -c <16 KB>"]) / st.median(cpu["bootcfg validate <16 KB>"])))

@@ -8,6 +8,7 @@ pub mod chroot;
 pub mod faultproxy;
 pub mod iid;
 pub mod imds;
+pub mod joinbench;
 pub mod moto;
 pub mod puppet;
 pub mod puppet_root;

@@ -33,7 +33,27 @@ struct Env {
     audit: PathBuf,
 }
 
-const SIGNER: &str = env!("CARGO_BIN_EXE_signer");
+/// Which builds a benchmark measured: the signer process's binary and this test process's profile.
+fn builds() -> String {
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    format!(
+        "signer process: {}; test process ({profile} build): in-process decision, minimal client",
+        signer_bin()
+    )
+}
+
+/// The signer binary every test runs: this profile's, or `BENCH_SIGNER` (the benchmarks measure a
+/// release build: bench/signer.sh and bench/sweep.sh set it).
+fn signer_bin() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("BENCH_SIGNER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_signer").to_owned())
+    })
+}
 
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
@@ -51,7 +71,8 @@ fn env() -> &'static Env {
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\nexec '{SIGNER}' --config '{}' autosign -- \"$1\"\n",
+                "#!/bin/sh\nexec '{}' --config '{}' autosign -- \"$1\"\n",
+                signer_bin(),
                 config.display()
             ),
         )
@@ -69,7 +90,7 @@ fn env() -> &'static Env {
         envs.push(("SIGNER_LOG".into(), "info".into()));
         // A Puppet 8 server runs in a Debian 13 root: it sees the wrapper's directory (config,
         // audit log, lock) by itself, and the signer binary the wrapper execs through this bind.
-        let signer_dir = Path::new(SIGNER).parent().unwrap().to_path_buf();
+        let signer_dir = Path::new(signer_bin()).parent().unwrap().to_path_buf();
         let server = PuppetServer::start(&ServerOptions {
             autosign: Some(wrapper),
             env: envs,
@@ -242,7 +263,7 @@ fn assert_pending(e: &Env, name: &str, check: &str) {
 
 /// Run the signer binary with the moto environment (plus `extra` env overrides).
 fn signer(e: &Env, args: &[&str], stdin: Option<&[u8]>, extra: &[(&str, &str)]) -> Output {
-    let mut cmd = e.moto.command(SIGNER);
+    let mut cmd = e.moto.command(signer_bin());
     cmd.args(args)
         .envs(extra.iter().copied())
         .stdout(Stdio::piped())
@@ -1522,11 +1543,7 @@ fn bench_hook_latency_and_decision_time() {
             .unwrap();
     }
     let per_us = t.elapsed().as_secs_f64() * 1e6 / m as f64;
-    let build = if cfg!(debug_assertions) {
-        "debug build"
-    } else {
-        "release build"
-    };
+    let build = builds();
     println!("\n== signer benchmark ({build})");
     println!(
         "puppetserver {} ({:?}); load average after the interleaved runs: {}",
@@ -1676,11 +1693,7 @@ fn bench_sweep_over_pending_csrs() {
     };
     let (smin, smed, smax) = stats(&mut swept);
     let (bmin, bmed, bmax) = stats(&mut minimal);
-    let build = if cfg!(debug_assertions) {
-        "debug build"
-    } else {
-        "release build"
-    };
+    let build = builds();
     println!(
         "\n== sweep benchmark ({build}; puppetserver {} ({RELEASE:?}))",
         server.version
