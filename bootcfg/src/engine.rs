@@ -111,7 +111,7 @@ impl<'a> Engine<'a> {
         st.note = Some(note);
         let mut res = Ok(());
         if self.mode == Mode::Apply {
-            match self.runner.run(cmd) {
+            match self.run_durably(cmd) {
                 Ok(out) => st.changed = changed_by(cmd, &out),
                 Err(e) => {
                     let why = self.ctx.mask(&failure_digest(&e.to_string()));
@@ -327,6 +327,21 @@ impl<'a> Engine<'a> {
         self.restore_intent(module, ours)
     }
 
+    /// Run `cmd`. dpkg runs without per-file fsyncs ([`crate::debian::UNSAFE_IO`]): an apt
+    /// command that succeeded is made durable with one sync of the root before anything (the
+    /// intent's removal, the next step) builds on it.
+    fn run_durably(&self, cmd: &Cmd) -> Result<crate::runner::CmdOutput, RunError> {
+        let out = self.runner.run(cmd)?;
+        if cmd.apt {
+            self.ctx.root.sync().map_err(|e| RunError::Failed {
+                command: format!("syncfs of the root after `{}`", self.show_cmd(cmd)),
+                status: "an I/O error".to_owned(),
+                output: e.to_string(),
+            })?;
+        }
+        Ok(out)
+    }
+
     /// Run `cmd`; an `apt-get install` with its intent recorded first and removed once apt
     /// returned, whatever it returned.
     fn run_recorded(&mut self, cmd: &Cmd) -> Result<crate::runner::CmdOutput, StepError> {
@@ -334,12 +349,7 @@ impl<'a> Engine<'a> {
             Some(requested) => self.record_intent(cmd, requested)?,
             None => false,
         };
-        let out = self.runner.run(cmd);
-        // dpkg ran without per-file fsyncs (debian::UNSAFE_IO): one syncfs makes its work
-        // durable before the intent goes and before a later step builds on it
-        if cmd.apt && out.is_ok() {
-            self.ctx.root.sync()?;
-        }
+        let out = self.run_durably(cmd);
         // apt finished, well or not: only a kill leaves the intent behind (a failed install must
         // not be retried by the recovery of a later run whose user-data no longer asks for it)
         if intent {
@@ -1011,9 +1021,15 @@ mod tests {
             shown.iter().any(|c| c == "apt-mark auto libhello1"),
             "{shown:?}"
         );
+        let synced = ctx.root.syncs.load(std::sync::atomic::Ordering::SeqCst);
         let mut e = Engine::new(&ctx, &apt, Mode::Apply);
         e.execute("packages", &recover).unwrap();
         let ran = apt.ran.borrow().clone();
+        // the recovery's apt and dpkg commands are synced like any other
+        assert!(
+            ctx.root.syncs.load(std::sync::atomic::Ordering::SeqCst) > synced,
+            "{ran:?}"
+        );
         assert!(
             ran.iter().any(|c| c.ends_with(" install libhello1")),
             "{ran:?}"
@@ -1023,6 +1039,51 @@ mod tests {
             "{ran:?}"
         );
         assert!(!d.path().join(APT_INTENT.trim_start_matches('/')).exists());
+    }
+
+    /// dpkg runs without per-file fsyncs (`debian::UNSAFE_IO`): an apt command that succeeded is
+    /// made durable with one sync of the root; a failed one and a command that is not apt's are
+    /// not synced.
+    #[test]
+    fn a_succeeded_apt_command_is_synced_once() {
+        let (_d, ctx) = root();
+        let syncs = || ctx.root.syncs.load(std::sync::atomic::Ordering::SeqCst);
+        let install = Action::Run {
+            cmd: Cmd::new(apt_get(&["install", "hello"])).apt(),
+        };
+        let apt = Apt {
+            new: &["hello"],
+            fail: false,
+            ran: Default::default(),
+        };
+        let mut e = Engine::new(&ctx, &apt, Mode::Apply);
+        e.execute("packages", &install).unwrap();
+        assert_eq!(syncs(), 1, "{:?}", apt.ran.borrow());
+        e.execute(
+            "puppet",
+            &Action::Run {
+                cmd: Cmd::new(["puppet", "agent", "--test"]),
+            },
+        )
+        .unwrap();
+        assert_eq!(syncs(), 1, "a command that is not apt's is not synced");
+        let failing = Apt {
+            new: &["hello"],
+            fail: true,
+            ran: Default::default(),
+        };
+        let mut e = Engine::new(&ctx, &failing, Mode::Apply);
+        assert!(e.execute("packages", &install).is_err());
+        assert_eq!(syncs(), 1, "a failed apt command is not synced");
+        assert!(
+            apt.ran
+                .borrow()
+                .iter()
+                .any(|c| c.ends_with(" install hello")
+                    && c.contains(" -o Dpkg::Options::=--force-unsafe-io ")),
+            "{:?}",
+            apt.ran.borrow()
+        );
     }
 
     #[test]

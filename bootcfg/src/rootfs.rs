@@ -86,6 +86,9 @@ pub struct Root {
     fd: Arc<OwnedFd>,
     /// Never use `openat2` (tests of the fallback).
     walker_only: bool,
+    /// How many times [`Root::sync`] ran (the engine's tests check when it syncs).
+    #[cfg(test)]
+    pub(crate) syncs: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 const MAX_SYMLINKS: usize = 40;
@@ -169,6 +172,8 @@ impl Root {
             root,
             fd: Arc::new(fd),
             walker_only: false,
+            #[cfg(test)]
+            syncs: Default::default(),
         })
     }
 
@@ -479,7 +484,10 @@ impl Root {
             Mode::empty(),
         )
         .map_err(|e| io_err("/", e))?;
-        rustix::fs::syncfs(&dir).map_err(|e| io_err("/", e))
+        rustix::fs::syncfs(&dir).map_err(|e| io_err("/", e))?;
+        #[cfg(test)]
+        self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     /// Remove a file if it exists (the directory is fsynced).
