@@ -1624,7 +1624,6 @@ fn bench_sweep_over_pending_csrs() {
     )
     .unwrap();
     let paths = signer::ca::resolve(&cfg.ca, cfg.deadlines.ca).unwrap();
-    let bare = signer::ca::ApiCa::new(&paths, cfg.deadlines.ca).unwrap();
     let reg = registry_at(e, &prefix);
     let keys: Vec<_> = (0..8).map(|_| craft::rsa_key(2048)).collect();
     let sec = format!("secret-{}", secret());
@@ -1673,6 +1672,10 @@ fn bench_sweep_over_pending_csrs() {
                 let names = batch(false);
                 let t = std::time::Instant::now();
                 rt.block_on(async {
+                    // a new client each run, as each sweep is a new process: its own TLS
+                    // connection (one kept for minutes between batches would be closed by
+                    // the server when next used)
+                    let bare = signer::ca::ApiCa::new(&paths, cfg.deadlines.ca).unwrap();
                     let pending = bare.pending().await.unwrap();
                     assert_eq!(pending.len(), n);
                     for p in pending {
