@@ -78,47 +78,31 @@ impl Root {
     /// Untars `<name>.tar` into a fresh directory (about 0.5 s for base.tar).
     pub fn fresh(name: &str) -> Root {
         let tar = snapshot(name);
-        Root::made(name, |path| {
-            let out = Command::new("tar")
-                .arg("-C")
+        Root::made(name, &format!("{name}.tar"), |path| {
+            let mut c = Command::new("tar");
+            c.arg("-C")
                 .arg(path)
                 .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xf"])
-                .arg(&tar)
-                .output()
-                .expect("running tar");
-            assert!(
-                out.status.success(),
-                "unpacking {} failed: {}",
-                tar.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            format!("{name}.tar")
+                .arg(&tar);
+            c
         })
     }
 
     /// A private copy (`cp -a`) of an unpacked root `template` (a root a test or benchmark
     /// prepared once), like [`Root::fresh`] otherwise.
     pub fn copy_of(template: &Path, name: &str) -> Root {
-        Root::made(name, |path| {
-            let out = Command::new("cp")
-                .arg("-a")
+        Root::made(name, &template.display().to_string(), |path| {
+            let mut c = Command::new("cp");
+            c.arg("-a")
                 .arg(format!("{}/.", template.display()))
-                .arg(path)
-                .output()
-                .expect("running cp");
-            assert!(
-                out.status.success(),
-                "copying {} failed: {}",
-                template.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            template.display().to_string()
+                .arg(path);
+            c
         })
     }
 
-    /// A fresh directory under `$BOOTCFG_TEST_HOME/tmp` filled by `fill` (which returns what it
-    /// copied, for the log line).
-    fn made(name: &str, fill: impl FnOnce(&Path) -> String) -> Root {
+    /// A fresh directory under `$BOOTCFG_TEST_HOME/tmp` filled by the command `fill` returns for
+    /// it (copying `from`, which the log line and a failure name).
+    fn made(name: &str, from: &str, fill: impl FnOnce(&Path) -> Command) -> Root {
         require_root();
         let tmp = test_home().join("tmp");
         fs::create_dir_all(&tmp).expect("creating $BOOTCFG_TEST_HOME/tmp");
@@ -129,7 +113,13 @@ impl Root {
         let path = dir.path().join("root");
         fs::create_dir(&path).expect("creating the root dir");
         let t0 = Instant::now();
-        let from = fill(&path);
+        let out = fill(&path).output().expect("running tar or cp");
+        assert!(
+            out.status.success(),
+            "copying {from} into {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let copy_time = t0.elapsed();
         eprintln!(
             "[testkit] fresh root {} from {from} in {:.2?}",
